@@ -1,0 +1,53 @@
+# Two commands for a fresh machine: `make run` (the demo) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SQS_VENV := .venv-sqs
+BIN := $(VENV)/bin
+# ministack pins its own botocore, which clashes with aiobotocore's: it gets its own venv.
+MINISTACK := ministack>=1.5.30,<2
+# CI re-runs the PostgreSQL tests against this server when it answers.
+CI_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: help venv run test test-postgres lint format ci clean
+
+help:
+	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
+	@echo "make test  - install and run every test (unit, integration, end-to-end)"
+	@echo "make lint  - ruff check, ruff format --check, mypy --strict"
+
+venv: $(VENV)/.installed $(SQS_VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo,dev]'
+	touch $@
+
+$(SQS_VENV)/.installed:
+	$(PYTHON) -m venv $(SQS_VENV)
+	$(SQS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SQS_VENV)/bin/python -m pip install --quiet '$(MINISTACK)'
+	touch $@
+
+run: venv
+	$(BIN)/python -m ingestor demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+# The PostgreSQL tests again, against an outside server (INGESTOR_TEST_DATABASE_URL).
+test-postgres: venv
+	INGESTOR_TEST_DATABASE_URL=$${INGESTOR_TEST_DATABASE_URL:-$(CI_DATABASE_URL)} \
+		$(BIN)/python -m pytest -m postgres
+
+lint: venv
+	$(BIN)/ruff check ingestor tests benchmarks
+	$(BIN)/ruff format --check ingestor tests benchmarks
+	$(BIN)/mypy --strict ingestor
+
+format: venv
+	$(BIN)/ruff check --fix ingestor tests benchmarks
+	$(BIN)/ruff format ingestor tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(SQS_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,45 @@
+"""`ingestor check`: are the settings, the queue and the database (schema included) usable?"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ingestor.errors import IngestorError
+from ingestor.postgres import connect
+from ingestor.schema import schema_problems
+from ingestor.service import open_queue
+from ingestor.settings import Settings
+
+
+async def check_queue(settings: Settings) -> list[str]:
+    async with open_queue(settings) as queue:
+        depth = await queue.depth()
+    return [f"ok   queue answers ({depth} messages waiting)"]
+
+
+async def check_database(settings: Settings) -> list[str]:
+    connection = await connect(settings.dsn)
+    try:
+        problems = await schema_problems(connection)
+    finally:
+        await connection.close()
+    if problems:
+        return [f"FAIL database: {problem}" for problem in problems]
+    return ["ok   database answers and its schema is up to date"]
+
+
+async def run_checks(settings: Settings) -> tuple[bool, list[str]]:
+    """All checks, each reported; (all passed, report lines)."""
+    settings.require("queue_url", "database_url", "hmac_key")
+    settings.require_production_key()
+    lines = ["ok   settings"]
+    checks: list[tuple[str, Callable[[Settings], Awaitable[list[str]]]]] = [
+        ("queue", check_queue),
+        ("database", check_database),
+    ]
+    for name, check in checks:
+        try:
+            lines.extend(await check(settings))
+        except IngestorError as error:
+            lines.append(f"FAIL {name}: {error}")
+    return not any(line.startswith("FAIL") for line in lines), lines

@@ -1,0 +1,167 @@
+"""`python -m ingestor [run|migrate|check|demo]`.
+
+Exit codes: 0 success; 1 a runtime failure that retrying cannot fix; 2 a bad setting
+(one line naming the variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ingestor import __version__
+from ingestor.errors import ConfigError, IngestorError
+from ingestor.hooks import HookChain, LogHooks, Stats
+from ingestor.logs import configure
+from ingestor.settings import Settings, env_name, load_settings
+
+log = logging.getLogger("ingestor")
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _flag_help(text: str, field: str) -> str:
+    return f"{text} [env: {env_name(field)}]"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingestor",
+        description="Load login events from SQS into PostgreSQL with ip and device_id masked. "
+        "Settings come from INGESTOR_* variables (see README); flags override them.",
+    )
+    parser.add_argument("--version", action="version", version=f"ingestor {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run the service (the default command)")
+    run.add_argument(
+        "--drain",
+        action="store_true",
+        default=None,
+        help=_flag_help("exit 0 once the queue is empty and everything is committed", "drain"),
+    )
+    commands.add_parser("migrate", help="create or upgrade the tables, then exit")
+    commands.add_parser("check", help="verify settings, queue and database; exit 0 if all is well")
+    demo = commands.add_parser(
+        "demo", help="load synthetic events through embedded PostgreSQL and SQS servers"
+    )
+    demo.add_argument(
+        "--events", type=int, default=None, help=_flag_help("events to seed", "demo_events")
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help=_flag_help("random seed of the events", "demo_seed")
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    overrides = {
+        "drain": getattr(args, "drain", None),
+        "demo_events": getattr(args, "events", None),
+        "demo_seed": getattr(args, "seed", None),
+    }
+    try:
+        settings = load_settings(**overrides)
+        configure(settings.log_level, settings.log_format)
+        return COMMANDS[command](settings)
+    except ConfigError as error:
+        print(f"ingestor: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except IngestorError as error:
+        log.error("stopped: %s", error, extra={"event": "fatal", "error": type(error).__name__})
+        return EXIT_FAILURE
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when it is installed, else on the default event loop."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def _run(settings: Settings) -> int:
+    from ingestor.service import run_service  # noqa: PLC0415 - keeps --help fast
+
+    settings.require("queue_url", "database_url", "hmac_key")
+    settings.require_production_key()
+    stats = Stats()
+
+    async def service() -> None:
+        stop = _stop_on_signals()
+        log.info(
+            "starting: %s mode, %d receivers, %d writers, batches of %d",
+            "drain" if settings.drain else "service",
+            settings.receivers,
+            settings.writers,
+            settings.batch_size,
+            extra={"event": "start"},
+        )
+        await run_service(settings, stop, HookChain(LogHooks(), stats))
+
+    run_async(service())
+    log.info(
+        "done: received %d, loaded %d (%d replaced a redelivered row), rejected %d",
+        stats.received,
+        stats.loaded,
+        stats.replaced,
+        stats.rejected,
+        extra={"event": "summary", "received": stats.received, "loaded": stats.loaded},
+    )
+    return EXIT_OK
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT; a second signal exits at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now; SQS redelivers what was not committed")
+            raise SystemExit(EXIT_FAILURE)
+        log.info("%s received: finishing in-flight work", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return stop
+
+
+def _migrate(settings: Settings) -> int:
+    from ingestor.service import run_migrations  # noqa: PLC0415
+
+    settings.require("database_url")
+    applied = run_async(run_migrations(settings))
+    print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+    return EXIT_OK
+
+
+def _check(settings: Settings) -> int:
+    from ingestor.check import run_checks  # noqa: PLC0415
+
+    passed, lines = run_async(run_checks(settings))
+    print("\n".join(lines))
+    return EXIT_OK if passed else EXIT_FAILURE
+
+
+def _demo(settings: Settings) -> int:
+    from ingestor.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(settings)
+
+
+COMMANDS: dict[str, Callable[[Settings], int]] = {
+    "run": _run,
+    "migrate": _migrate,
+    "check": _check,
+    "demo": _demo,
+}

@@ -1,0 +1,54 @@
+"""The exception tree.
+
+Everything the ingestor raises on purpose derives from `IngestorError`, split by what the
+caller should do about it: `PermanentError` (retrying cannot help) and `TransientError`
+(retry with backoff; the message stays on the queue meanwhile). Library errors are mapped
+to these at the boundary (`sqs.py`, `postgres.py`), so the pipeline never inspects
+botocore or asyncpg exceptions. Messages never carry message content, only its shape.
+"""
+
+
+class IngestorError(Exception):
+    """Root of every error the ingestor raises on purpose."""
+
+
+class ConfigError(IngestorError):
+    """A bad setting. `variable` names the environment variable at fault."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class PermanentError(IngestorError):
+    """Retrying the same thing will fail the same way."""
+
+
+class RowRejected(PermanentError):
+    """The database refused one row (SQLSTATE class 22 or 23); the row becomes a reject."""
+
+    def __init__(self, sqlstate: str, detail: str) -> None:
+        super().__init__(f"database refused the row (SQLSTATE {sqlstate}): {detail}")
+        self.sqlstate = sqlstate
+        self.detail = detail
+
+
+class DatabaseError(PermanentError):
+    """The database refuses the work itself (missing table, no privilege, bad credentials)."""
+
+
+class QueueError(PermanentError):
+    """The queue refuses the work itself (no such queue, access denied)."""
+
+
+class TransientError(IngestorError):
+    """Worth retrying after a pause: an outage, a timeout, a lost connection, a deadlock."""
+
+
+class DatabaseUnavailable(TransientError):
+    """PostgreSQL cannot be reached or asked us to retry."""
+
+
+class QueueUnavailable(TransientError):
+    """SQS cannot be reached or throttled us."""

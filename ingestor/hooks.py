@@ -1,0 +1,159 @@
+"""Hooks: how metrics, logs and summaries observe the pipeline without living in its loops.
+
+The pipeline calls one `Hooks` object at each event; `HookChain` fans out to several.
+A hook must be cheap and must not raise (it runs on the hot path, once per batch).
+Nothing passed to a hook carries plaintext PII.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ingestor.errors import TransientError
+from ingestor.models import BatchResult, Rejection, WriteResult
+
+log = logging.getLogger("ingestor")
+
+
+class Hooks:
+    """No-op base: subclasses override what they observe."""
+
+    def on_state(self, state: str) -> None:
+        """The pipeline's life: starting, running, draining, stopped."""
+
+    def on_received(self, count: int) -> None:
+        """A receive call returned `count` messages."""
+
+    def on_written(
+        self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
+    ) -> None:
+        """A batch was committed."""
+
+    def on_deleted(self, result: BatchResult) -> None:
+        """A committed batch's messages were deleted from the queue (or failed to be)."""
+
+    def on_released(self, result: BatchResult) -> None:
+        """Uncommitted messages were made visible again (on an abort)."""
+
+    def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
+        """A transient failure in `stage` ('receive', 'write', 'delete') will be retried."""
+
+    def on_recovered(self, stage: str) -> None:
+        """`stage` works again after transient failures."""
+
+
+class HookChain(Hooks):
+    """Calls every hook in order."""
+
+    def __init__(self, *hooks: Hooks) -> None:
+        self.hooks = hooks
+
+    def on_state(self, state: str) -> None:
+        for hook in self.hooks:
+            hook.on_state(state)
+
+    def on_received(self, count: int) -> None:
+        for hook in self.hooks:
+            hook.on_received(count)
+
+    def on_written(
+        self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
+    ) -> None:
+        for hook in self.hooks:
+            hook.on_written(result, rejections, seconds)
+
+    def on_deleted(self, result: BatchResult) -> None:
+        for hook in self.hooks:
+            hook.on_deleted(result)
+
+    def on_released(self, result: BatchResult) -> None:
+        for hook in self.hooks:
+            hook.on_released(result)
+
+    def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
+        for hook in self.hooks:
+            hook.on_retry(stage, error, attempt, delay)
+
+    def on_recovered(self, stage: str) -> None:
+        for hook in self.hooks:
+            hook.on_recovered(stage)
+
+
+@dataclass
+class Stats(Hooks):
+    """Counts for summaries: what was received, loaded, replaced, rejected (by reason)."""
+
+    received: int = 0
+    inserted: int = 0
+    replaced: int = 0
+    rejected: int = 0
+    deleted: int = 0
+    delete_failures: int = 0
+    released: int = 0
+    batches: int = 0
+    write_seconds: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def on_received(self, count: int) -> None:
+        self.received += count
+
+    def on_written(
+        self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
+    ) -> None:
+        self.inserted += result.inserted
+        self.replaced += result.replaced
+        self.rejected += len(rejections)
+        self.batches += 1
+        self.write_seconds += seconds
+        self.reasons.update(r.reason_code for r in rejections)
+
+    def on_deleted(self, result: BatchResult) -> None:
+        self.deleted += result.succeeded
+        self.delete_failures += len(result.failed)
+
+    def on_released(self, result: BatchResult) -> None:
+        self.released += result.succeeded
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.replaced
+
+
+class LogHooks(Hooks):
+    """One log line per state change; an outage is logged when it starts and when it ends,
+    not once per attempt."""
+
+    def __init__(self) -> None:
+        self._failing: set[str] = set()
+
+    def on_state(self, state: str) -> None:
+        log.info("pipeline %s", state, extra={"event": "state", "state": state})
+
+    def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
+        if stage not in self._failing:
+            self._failing.add(stage)
+            log.warning(
+                "%s failing, retrying with backoff: %s",
+                stage,
+                error,
+                extra={"event": "outage_start", "stage": stage},
+            )
+
+    def on_recovered(self, stage: str) -> None:
+        if stage in self._failing:
+            self._failing.discard(stage)
+            log.info("%s recovered", stage, extra={"event": "outage_end", "stage": stage})
+
+    def on_deleted(self, result: BatchResult) -> None:
+        if result.failed:
+            codes = Counter(code for _, code in result.failed)
+            log.warning(
+                "%d deletes failed after commit (the rows are safe; SQS will redeliver "
+                "and the upsert keeps one row): %s",
+                len(result.failed),
+                dict(codes),
+                extra={"event": "delete_failed"},
+            )

@@ -1,0 +1,104 @@
+"""Values that flow between the stages. All immutable."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One SQS message as received: what the transform needs, plus what the ack needs."""
+
+    message_id: str
+    receipt_handle: str
+    body: str | bytes
+    sent_timestamp_ms: int
+    receive_count: int = 1
+
+
+class LoginRow(NamedTuple):
+    """One row of `user_logins`, in the column order of `LOGIN_COLUMNS` (a tuple for COPY)."""
+
+    message_id: str
+    user_id: str
+    device_type: str | None
+    masked_ip: str | None
+    masked_device_id: str | None
+    locale: str | None
+    app_version: int | None
+    create_date: dt.date
+
+
+LOGIN_COLUMNS: tuple[str, ...] = LoginRow._fields
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that will not become a row, with a reason a person can act on.
+
+    `body` is the JSON object with its PII fields masked, or None when the body is not a
+    JSON object (then only its kind, size and keyed digest are kept).
+    """
+
+    message_id: str
+    reason_code: str
+    reason: str
+    body: str | None
+    body_kind: str
+    body_bytes: int
+    body_digest: str
+    sent_at: dt.datetime
+    receive_count: int
+
+
+REJECT_COLUMNS: tuple[str, ...] = (
+    "message_id",
+    "reason_code",
+    "reason",
+    "body",
+    "body_kind",
+    "body_bytes",
+    "body_digest",
+    "sent_at",
+    "receive_count",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """A message after the transform: its row or its rejection, and the handle to delete it."""
+
+    message_id: str
+    receipt_handle: str
+    outcome: LoginRow | Rejection
+    sent_timestamp_ms: int
+    receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one committed batch did."""
+
+    inserted: int
+    replaced: int
+    rejected: int
+    rejected_by_db: int = 0
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            self.inserted + other.inserted,
+            self.replaced + other.replaced,
+            self.rejected + other.rejected,
+            self.rejected_by_db + other.rejected_by_db,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What an SQS batch call over receipt handles did: how many succeeded, which failed
+    (receipt handle, error code)."""
+
+    succeeded: int
+    failed: tuple[tuple[str, str], ...] = ()

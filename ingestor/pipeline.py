@@ -1,0 +1,165 @@
+"""The pipeline: receive workers -> bounded queue -> transform -> bounded queue -> writers.
+
+It owns the tasks and their shutdown. On stop it stops receiving, lets everything received
+flow through to commit and delete, and exits; whatever cannot finish within the shutdown
+timeout is handed back to SQS (visibility 0) so another consumer takes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ingestor.hooks import Hooks
+from ingestor.inflight import InFlight
+from ingestor.models import Envelope, Processed
+from ingestor.retry import Backoff, retrying
+from ingestor.source import QueueClient, Receiver
+from ingestor.transform import Transformer
+from ingestor.writer import BatchWriter, Sink, WriterConfig
+
+log = logging.getLogger("ingestor")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    receivers: int = 4
+    receive_wait_seconds: int = 20
+    visibility_timeout: int = 120
+    drain: bool = False
+    batch_size: int = 2_000
+    flush_interval: float = 1.0
+    buffer_messages: int = 5_000
+    writers: int = 2
+    shutdown_timeout: float = 30.0
+
+    @property
+    def queue_bound(self) -> int:
+        """Each internal queue holds lists of up to 10 messages; split the buffer between
+        the two queues."""
+        return max(1, self.buffer_messages // 20)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        queue: QueueClient,
+        sink: Sink,
+        transformer: Transformer,
+        config: PipelineConfig,
+        hooks: Hooks,
+    ) -> None:
+        self._queue = queue
+        self._sink = sink
+        self._transformer = transformer
+        self._config = config
+        self._hooks = hooks
+        self.inflight = InFlight()
+        self._received: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(config.queue_bound)
+        self._processed: asyncio.Queue[list[Processed] | None] = asyncio.Queue(config.queue_bound)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set (or, in drain mode, the queue is empty) and all that was
+        received is committed and deleted. Raises a PermanentError that stopped it."""
+        self._hooks.on_state("running")
+        tasks = self._start(stop)
+        try:
+            await self._supervise(tasks, stop)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._release_unfinished()
+            self._hooks.on_state("stopped")
+
+    def _start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        config = self._config
+        receivers = [
+            asyncio.create_task(self._receiver().run(stop), name=f"receiver-{i}")
+            for i in range(config.receivers)
+        ]
+        writers = [
+            asyncio.create_task(self._writer().run(), name=f"writer-{i}")
+            for i in range(config.writers)
+        ]
+        return [
+            *receivers,
+            asyncio.create_task(self._end_after(receivers), name="end-of-input"),
+            asyncio.create_task(self._transform(), name="transform"),
+            *writers,
+        ]
+
+    async def _supervise(self, tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+        everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({everything, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not everything.done():
+                self._hooks.on_state("draining")
+                await asyncio.wait_for(asyncio.shield(everything), self._config.shutdown_timeout)
+            everything.result()  # re-raises the first failure
+        except TimeoutError:
+            log.error(
+                "shutdown timeout (%.0f s) reached; handing %d uncommitted messages back "
+                "to the queue",
+                self._config.shutdown_timeout,
+                len(self.inflight),
+            )
+        finally:
+            stopping.cancel()
+            everything.cancel()
+            with contextlib.suppress(BaseException):
+                await everything
+
+    def _receiver(self) -> Receiver:
+        config = self._config
+        return Receiver(
+            self._queue,
+            self._received,
+            self.inflight,
+            self._hooks,
+            wait_seconds=config.receive_wait_seconds,
+            visibility_timeout=config.visibility_timeout,
+            drain=config.drain,
+        )
+
+    def _writer(self) -> BatchWriter:
+        config = WriterConfig(self._config.batch_size, self._config.flush_interval)
+        return BatchWriter(
+            inbox=self._processed,
+            sink=self._sink,
+            queue=self._queue,
+            inflight=self.inflight,
+            hooks=self._hooks,
+            config=config,
+        )
+
+    async def _end_after(self, receivers: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*receivers)
+        await self._received.put(None)
+
+    async def _transform(self) -> None:
+        process = self._transformer.process
+        inbox, outbox = self._received, self._processed
+        while (envelopes := await inbox.get()) is not None:
+            await outbox.put([process(envelope) for envelope in envelopes])
+        for _ in range(self._config.writers):
+            await outbox.put(None)
+
+    async def _release_unfinished(self) -> None:
+        handles = self.inflight.snapshot()
+        if not handles:
+            return
+        try:
+            result = await asyncio.wait_for(
+                retrying(lambda: self._queue.change_visibility(handles, 0), Backoff(attempts=3)),
+                timeout=10,
+            )
+        except Exception as error:  # the messages still come back after their timeout
+            log.warning("could not hand %d messages back: %s", len(handles), error)
+            return
+        self.inflight.committed(handles)
+        self._hooks.on_released(result)

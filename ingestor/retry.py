@@ -1,0 +1,73 @@
+"""Retrying transient failures: capped exponential backoff with full jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ingestor.errors import TransientError
+from ingestor.hooks import Hooks
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before attempt n+1 is uniform in [0, min(cap, base * 2**n)] (full jitter, so
+    many consumers recovering from one outage do not retry in step)."""
+
+    base: float = 0.2
+    cap: float = 15.0
+    attempts: int | None = None  # None: until it works or the caller is cancelled
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 32)))
+
+
+# Shared policies (Backoff is immutable).
+RETRY_FOREVER = Backoff()
+FEW_RETRIES = Backoff(attempts=5)
+
+
+async def retrying(
+    operation: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    on_retry: Callable[[TransientError, int, float], None] | None = None,
+) -> T:
+    """Await `operation()` until it succeeds; `TransientError`s are retried with `backoff`,
+    anything else propagates. The last TransientError propagates once attempts run out."""
+    attempt = 0
+    while True:
+        try:
+            return await operation()
+        except TransientError as error:
+            attempt += 1
+            if backoff.attempts is not None and attempt >= backoff.attempts:
+                raise
+            delay = backoff.delay(attempt)
+            if on_retry is not None:
+                on_retry(error, attempt, delay)
+            await asyncio.sleep(delay)
+
+
+async def observed(
+    stage: str,
+    operation: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    hooks: Hooks,
+) -> T:
+    """`retrying`, reporting each retry and the recovery after them to `hooks`."""
+    failed = False
+
+    def on_retry(error: TransientError, attempt: int, delay: float) -> None:
+        nonlocal failed
+        failed = True
+        hooks.on_retry(stage, error, attempt, delay)
+
+    result = await retrying(operation, backoff, on_retry)
+    if failed:
+        hooks.on_recovered(stage)
+    return result

@@ -1,0 +1,81 @@
+"""Creating and checking the tables: `ingestor migrate`, also run at start-up.
+
+Migrations run in one transaction under an advisory lock, so several copies starting at
+once apply each migration exactly once. They only create what is missing and add
+columns and indexes; they never drop or retype an existing column.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ingestor.postgres import mapped_errors
+from ingestor.queries import migrations, query
+
+log = logging.getLogger("ingestor")
+
+# pg_advisory_xact_lock key: "ingestor" as a number, so other applications' locks differ.
+MIGRATION_LOCK = 0x696E676573746F72
+
+# What `check` expects of the tables: column -> type, as format_type() prints it.
+EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
+    "user_logins": {
+        "user_id": "character varying(128)",
+        "device_type": "character varying(32)",
+        "masked_ip": "character varying(256)",
+        "masked_device_id": "character varying(256)",
+        "locale": "character varying(32)",
+        "app_version": "integer",
+        "create_date": "date",
+        "message_id": "character varying(128)",
+    },
+    "ingestor_rejects": {"message_id": "character varying(128)", "reason": "text"},
+}
+
+
+async def migrate(connection: Any) -> list[str]:
+    """Apply the migrations not yet applied; return their names."""
+    applied: list[str] = []
+    async with mapped_errors(), connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await connection.execute(query("migrations_table"))
+        done = {r["name"] for r in await connection.fetch("SELECT name FROM ingestor_migrations")}
+        for name, sql in migrations():
+            if name not in done:
+                await connection.execute(sql)
+                await connection.execute("INSERT INTO ingestor_migrations(name) VALUES ($1)", name)
+                applied.append(name)
+    for name in applied:
+        log.info("applied migration %s", name, extra={"event": "migration", "migration": name})
+    return applied
+
+
+async def schema_problems(connection: Any) -> list[str]:
+    """What is missing or different from what the ingestor needs; empty when all is well."""
+    problems: list[str] = []
+    async with mapped_errors():
+        pending = await _pending_migrations(connection)
+        if pending:
+            problems.append(f"migrations not applied: {', '.join(pending)} (run: ingestor migrate)")
+        for table, expected in EXPECTED_COLUMNS.items():
+            rows = await connection.fetch(query("schema_columns"), table)
+            problems.extend(_column_problems(table, {r["name"]: r["type"] for r in rows}, expected))
+    return problems
+
+
+async def _pending_migrations(connection: Any) -> list[str]:
+    if await connection.fetchval("SELECT to_regclass('ingestor_migrations')") is None:
+        return [name for name, _ in migrations()]
+    done = {r["name"] for r in await connection.fetch("SELECT name FROM ingestor_migrations")}
+    return [name for name, _ in migrations() if name not in done]
+
+
+def _column_problems(table: str, actual: dict[str, str], expected: dict[str, str]) -> list[str]:
+    if not actual:
+        return [f"table {table} is missing"]
+    return [
+        f"{table}.{column} is {actual.get(column, 'missing')}, expected {kind}"
+        for column, kind in expected.items()
+        if actual.get(column) != kind
+    ]

@@ -1,0 +1,150 @@
+"""Settings from INGESTOR_* environment variables and an optional .env file.
+
+A bad value stops start-up with a `ConfigError` naming the variable; the message never
+repeats the value, because some values are secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingestor.errors import ConfigError
+from ingestor.masking import MIN_KEY_BYTES
+
+ENV_PREFIX = "INGESTOR_"
+# The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.
+DEMO_HMAC_KEY = "demo-key-not-secret-do-not-use-in-production-0123456789"
+_REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    queue_url: str | None = Field(None, description="URL of the SQS queue to read")
+    database_url: SecretStr | None = Field(None, description="postgresql://user:pw@host/db")
+    hmac_key: SecretStr | None = Field(None, description="masking key, at least 32 bytes")
+    sqs_endpoint_url: str | None = Field(None, description="SQS-compatible endpoint; unset: AWS")
+    aws_region: str | None = Field(
+        None,
+        validation_alias=AliasChoices("INGESTOR_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    receivers: Annotated[int, Field(ge=1, le=256)] = 4
+    receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
+    drain: bool = False
+    drain_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
+    visibility_timeout: Annotated[int, Field(ge=1, le=43_200)] = 120
+    batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2_000
+    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    buffer_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
+    writers: Annotated[int, Field(ge=1, le=32)] = 2
+    shutdown_timeout: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "text", "json"] = "auto"
+    allow_demo_key: bool = False
+    demo_events: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
+    demo_seed: int = 7
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("hmac_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_KEY_BYTES} bytes (generate one: openssl rand -hex 32)"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_postgres_url(value.get_secret_value())
+        return value
+
+    @field_validator("queue_url", "sqs_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def region(self) -> str:
+        """AWS_REGION, else the region in an AWS queue URL, else us-east-1."""
+        if self.aws_region:
+            return self.aws_region
+        found = _REGION_IN_URL.search(self.queue_url or "")
+        return found.group(1) if found else "us-east-1"
+
+    @property
+    def key_bytes(self) -> bytes:
+        if self.hmac_key is None:
+            raise ConfigError(env_name("hmac_key"), "is required")
+        return self.hmac_key.get_secret_value().encode()
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url is None:
+            raise ConfigError(env_name("database_url"), "is required")
+        return self.database_url.get_secret_value()
+
+    def require(self, *fields: str) -> None:
+        """Raise ConfigError for the first of `fields` that is unset."""
+        for field in fields:
+            if getattr(self, field) is None:
+                raise ConfigError(env_name(field), "is required")
+
+    def require_production_key(self) -> None:
+        """`run` and `check` refuse the public demo key unless explicitly allowed."""
+        self.require("hmac_key")
+        if self.key_bytes == DEMO_HMAC_KEY.encode() and not self.allow_demo_key:
+            raise ConfigError(
+                env_name("hmac_key"),
+                "is the public demo key; set a secret key, "
+                f"or {env_name('allow_demo_key')}=true for a throwaway setup",
+            )
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, .env and `overrides` (CLI flags win)."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        raise _config_error(error) from None
+
+
+def _config_error(error: ValidationError) -> ConfigError:
+    first = error.errors(include_input=False, include_url=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else "settings"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return ConfigError(env_name(field), message)
+
+
+def _check_postgres_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.netloc and "host=" not in parts.query:
+        raise ValueError("names no host (postgresql://user@host:5432/dbname)")

@@ -1,0 +1,25 @@
+-- Upsert the staged batch by message_id. ORDER BY takes row locks in key order, so
+-- concurrent writers (or consumers) merging overlapping batches cannot deadlock.
+-- xmax = 0 on the returned row means it was inserted, not updated.
+WITH merged AS (
+    INSERT INTO user_logins AS t (
+        message_id, user_id, device_type, masked_ip, masked_device_id,
+        locale, app_version, create_date
+    )
+    SELECT message_id, user_id, device_type, masked_ip, masked_device_id,
+           locale, app_version, create_date
+    FROM ingestor_staging
+    ORDER BY message_id
+    ON CONFLICT (message_id) DO UPDATE SET
+        user_id = EXCLUDED.user_id,
+        device_type = EXCLUDED.device_type,
+        masked_ip = EXCLUDED.masked_ip,
+        masked_device_id = EXCLUDED.masked_device_id,
+        locale = EXCLUDED.locale,
+        app_version = EXCLUDED.app_version,
+        create_date = EXCLUDED.create_date
+    RETURNING (t.xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted,
+       count(*) FILTER (WHERE NOT inserted) AS replaced
+FROM merged;

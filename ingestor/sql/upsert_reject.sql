@@ -1,0 +1,15 @@
+INSERT INTO ingestor_rejects (
+    message_id, reason_code, reason, body, body_kind, body_bytes, body_digest,
+    sent_at, receive_count
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (message_id) DO UPDATE SET
+    reason_code = EXCLUDED.reason_code,
+    reason = EXCLUDED.reason,
+    body = EXCLUDED.body,
+    body_kind = EXCLUDED.body_kind,
+    body_bytes = EXCLUDED.body_bytes,
+    body_digest = EXCLUDED.body_digest,
+    sent_at = EXCLUDED.sent_at,
+    receive_count = EXCLUDED.receive_count,
+    rejected_at = now();

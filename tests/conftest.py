@@ -1,0 +1,155 @@
+"""Shared fixtures: the embedded servers (once per session, always stopped), a fresh
+database per test cloned from a migrated template, and a fresh queue per test.
+
+With INGESTOR_TEST_DATABASE_URL set, the PostgreSQL tests use that server instead of the
+embedded one (CI runs them both ways)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from ingestor.embedded import embedded_postgres, embedded_sqs
+from ingestor.schema import migrate
+from ingestor.settings import Settings
+from ingestor.sqs import SqsQueue, create_queue, sqs_client
+
+# The emulator accepts any credentials; never look for real ones.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
+REGION = "us-east-1"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Admin URL of the PostgreSQL server the tests use."""
+    outside = os.environ.get("INGESTOR_TEST_DATABASE_URL")
+    if outside:
+        yield outside
+        return
+    with embedded_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    with embedded_sqs() as endpoint:
+        yield endpoint
+
+
+async def _create_database(admin_url: str, template: str | None = None) -> str:
+    name = f"ingestor_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    return name
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def template_database(postgres_url: str) -> AsyncIterator[str]:
+    """A migrated database that every `database` is cloned from (cheaper than migrating)."""
+    name = await _create_database(postgres_url)
+    connection = await asyncpg.connect(with_database(postgres_url, name))
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    yield name
+    await _drop_database(postgres_url, name)
+
+
+@pytest_asyncio.fixture
+async def database(postgres_url: str, template_database: str) -> AsyncIterator[str]:
+    """URL of a fresh, migrated database, dropped after the test."""
+    name = await _create_database(postgres_url, template_database)
+    yield with_database(postgres_url, name)
+    await _drop_database(postgres_url, name)
+
+
+@pytest_asyncio.fixture
+async def empty_database(postgres_url: str) -> AsyncIterator[str]:
+    """URL of a fresh database with no tables, dropped after the test."""
+    name = await _create_database(postgres_url)
+    yield with_database(postgres_url, name)
+    await _drop_database(postgres_url, name)
+
+
+@pytest_asyncio.fixture
+async def db(database: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database)
+    yield connection
+    await connection.close()
+
+
+@pytest_asyncio.fixture
+async def sqs_queue(sqs_endpoint: str) -> AsyncIterator[SqsQueue]:
+    """A fresh queue (30 s visibility), deleted after the test."""
+    async with sqs_client(REGION, sqs_endpoint) as client:
+        url = await create_queue(
+            client, f"test-{uuid.uuid4().hex[:12]}", {"VisibilityTimeout": "30"}
+        )
+        yield SqsQueue(client, url)
+        await client.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def make_settings(database: str, sqs_queue: SqsQueue, sqs_endpoint: str) -> Callable[..., Settings]:
+    """Settings for the test's database and queue; keyword arguments override."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "queue_url": sqs_queue.url,
+            "database_url": SecretStr(database),
+            "hmac_key": SecretStr(TEST_KEY),
+            "sqs_endpoint_url": sqs_endpoint,
+            "aws_region": REGION,
+            "drain": True,
+            "drain_wait_seconds": 1,
+            "flush_interval": 0.2,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return build
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for running the CLI as a subprocess with these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTOR_")}
+    env.update(
+        INGESTOR_QUEUE_URL=str(settings.queue_url),
+        INGESTOR_DATABASE_URL=settings.dsn,
+        INGESTOR_HMAC_KEY=settings.key_bytes.decode(),
+        INGESTOR_SQS_ENDPOINT_URL=str(settings.sqs_endpoint_url),
+        AWS_REGION=REGION,
+        INGESTOR_DRAIN_WAIT_SECONDS=str(settings.drain_wait_seconds),
+        INGESTOR_FLUSH_INTERVAL=str(settings.flush_interval),
+    )
+    return env

@@ -1,0 +1,158 @@
+"""The CLI as a user runs it: `python -m ingestor ...` in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+
+from ingestor.demo import crash_after_commit
+from ingestor.settings import Settings
+from ingestor.sqs import SqsQueue
+from ingestor.synthetic import generate
+from tests.conftest import service_env
+from tests.integration.helpers import find_plaintext, plaintext_pii, queue_is_empty
+
+pytestmark = pytest.mark.e2e
+
+
+def ingestor(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ingestor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTOR_")}
+    env.update(extra)
+    return env
+
+
+def test_demo_runs_on_embedded_servers_and_prints_its_summary() -> None:
+    result = ingestor("demo", "--events", "1500", env=clean_env())
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for line in ("seeded 1,500 events", "received", "loaded", "duplicates replaced", "rejected"):
+        assert line in out
+    assert "msg/s" in out
+    assert "Five rows of user_logins:" in out
+    assert "queue now            0 messages waiting" in out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("INGESTOR_HMAC_KEY", "short-key"),
+        ("INGESTOR_DATABASE_URL", "mysql://localhost/db"),
+        ("INGESTOR_RECEIVERS", "-1"),
+    ],
+)
+def test_check_with_a_bad_setting_exits_2_naming_the_variable(variable: str, value: str) -> None:
+    env = clean_env(
+        INGESTOR_QUEUE_URL="http://127.0.0.1:9/000000000000/q",
+        INGESTOR_DATABASE_URL="postgresql://postgres@127.0.0.1:9/postgres",
+        INGESTOR_HMAC_KEY="k" * 32,
+    )
+    env[variable] = value
+    result = ingestor("check", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert variable in lines[0]
+    assert value not in lines[0] or variable != "INGESTOR_HMAC_KEY"
+
+
+def test_run_without_a_key_exits_2() -> None:
+    env = clean_env(
+        INGESTOR_QUEUE_URL="http://127.0.0.1:9/000000000000/q",
+        INGESTOR_DATABASE_URL="postgresql://postgres@127.0.0.1:9/postgres",
+    )
+    result = ingestor("run", "--drain", env=env)
+    assert result.returncode == 2
+    assert "INGESTOR_HMAC_KEY: is required" in result.stderr
+
+
+def test_help_names_the_variables() -> None:
+    assert "INGESTOR_DRAIN" in ingestor("run", "--help").stdout
+    assert "INGESTOR_DEMO_EVENTS" in ingestor("demo", "--help").stdout
+
+
+@pytest.mark.postgres
+async def test_run_drain_acceptance_2000_valid_50_invalid_100_redelivered(
+    make_settings: Callable[..., Settings], sqs_queue: SqsQueue, db: asyncpg.Connection
+) -> None:
+    # Given 2,000 valid and 50 invalid messages, 100 of which an earlier consumer committed
+    # and did not delete (so SQS delivers them again)
+    valid = [e.body for e in generate(2000, seed=5, junk_rate=0, repeat_rate=0)]
+    junk = [f'{{"foo": "oops_wrong_msg_type", "bar": "{i}"}}' for i in range(50)]
+    await sqs_queue.send(valid + junk)
+    settings = make_settings()
+    assert await crash_after_commit(settings, 100) == 100
+    # When `run --drain` runs as a user would run it
+    result = await asyncio.to_thread(ingestor, "run", "--drain", env=service_env(settings))
+    # Then it exits 0 with 2,000 rows, 50 rejects and an empty queue
+    assert result.returncode == 0, result.stderr
+    assert await db.fetchval("SELECT count(*) FROM user_logins") == 2000
+    assert await db.fetchval("SELECT count(DISTINCT message_id) FROM user_logins") == 2000
+    assert await db.fetchval("SELECT count(*) FROM ingestor_rejects") == 50
+    assert await queue_is_empty(sqs_queue)
+    # And neither the database nor the logs hold a plaintext ip or device id
+    pii = plaintext_pii(valid)
+    assert await find_plaintext(db, pii) == []
+    assert [value for value in pii if value in result.stderr + result.stdout] == []
+
+
+@pytest.mark.postgres
+async def test_check_passes_on_a_migrated_database(
+    make_settings: Callable[..., Settings],
+) -> None:
+    result = await asyncio.to_thread(ingestor, "check", env=service_env(make_settings()))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+
+
+@pytest.mark.postgres
+async def test_sigterm_stops_the_service_cleanly(
+    make_settings: Callable[..., Settings], sqs_queue: SqsQueue, db: asyncpg.Connection
+) -> None:
+    # Given the service running (not draining) on a queue with 300 events
+    await sqs_queue.send([e.body for e in generate(300, seed=9, junk_rate=0, repeat_rate=0)])
+    env = service_env(make_settings())
+    env["INGESTOR_DRAIN"] = "false"
+    env["INGESTOR_RECEIVE_WAIT_SECONDS"] = "20"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingestor", "run", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while await db.fetchval("SELECT count(*) FROM user_logins") < 300:
+            assert time.monotonic() < deadline, "the service did not load the events"
+            await asyncio.sleep(0.2)
+        # When it gets SIGTERM while its receivers are in a 20 s long poll
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    # Then it exits 0 at once, having deleted what it committed
+    assert code == 0
+    assert time.monotonic() - started < 10
+    assert await queue_is_empty(sqs_queue)
+    assert process.stderr is not None
+    assert b"SIGTERM received" in await process.stderr.read()

@@ -1,0 +1,77 @@
+"""Helpers for tests against the real servers: expected rows, and a scan for plaintext PII."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import asyncpg
+import orjson
+
+from ingestor.masking import HmacMasker, canonical_ip
+from ingestor.sqs import SqsQueue
+
+PII_FIELDS = ("ip", "device_id")
+
+
+def plaintext_pii(bodies: list[str]) -> set[str]:
+    """Every ip/device_id value in the bodies, as sent and canonicalised."""
+    values: set[str] = set()
+    for body in bodies:
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        for field in PII_FIELDS if isinstance(event, dict) else ():
+            value = event.get(field)
+            if isinstance(value, str) and len(value) >= 3:
+                values.add(value)
+                with contextlib.suppress(ValueError):
+                    values.add(canonical_ip(value))
+    return values
+
+
+async def find_plaintext(connection: asyncpg.Connection, values: set[str]) -> list[str]:
+    """Every (table.column) of the public schema whose text holds one of `values`."""
+    columns = await connection.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public'"
+        " AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')"
+    )
+    found: list[str] = []
+    for column in columns:
+        table, name = column["table_name"], column["column_name"]
+        texts = await connection.fetch(f'SELECT "{name}"::text AS v FROM "{table}"')
+        text = "\n".join(r["v"] for r in texts if r["v"] is not None)
+        found.extend(f"{table}.{name}" for value in values if value in text)
+    return found
+
+
+def expected_row(event: dict[str, Any], masker: HmacMasker) -> tuple[Any, ...]:
+    """The user_logins row an event should give, written out by hand from the rules."""
+    ip, device = event.get("ip"), event.get("device_id")
+    version = event.get("app_version")
+    number = None
+    if version is not None:
+        groups = [int(g) for g in version.split(".")] + [0, 0]
+        number = groups[0] * 1_000_000 + groups[1] * 1_000 + groups[2]
+    return (
+        event["user_id"],
+        event.get("device_type"),
+        None if ip is None else masker.mask_ip(canonical_ip(ip)),
+        None if device is None else masker.mask_device_id(device),
+        event.get("locale"),
+        number,
+    )
+
+
+async def queue_is_empty(queue: SqsQueue) -> bool:
+    attributes = await queue._client.get_queue_attributes(
+        QueueUrl=queue.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    counts = attributes["Attributes"]
+    return (
+        int(counts["ApproximateNumberOfMessages"]) == 0
+        and int(counts["ApproximateNumberOfMessagesNotVisible"]) == 0
+    )

@@ -1,0 +1,64 @@
+"""`migrate`: idempotent, safe when several copies start at once, and kind to an existing
+user_logins table (it adds, never drops or retypes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from ingestor.schema import migrate, schema_problems
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+ANALYSTS_TABLE = """
+CREATE TABLE user_logins(
+    user_id varchar(128), device_type varchar(32), masked_ip varchar(256),
+    masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date
+);
+INSERT INTO user_logins VALUES ('old-user', 'ios', 'aa', 'bb', 'US', 1000000, '2020-01-01'),
+                               ('old-user', 'ios', 'aa', 'bb', 'US', 1000000, '2020-01-01');
+"""
+
+
+async def test_an_existing_table_keeps_its_rows_and_gains_message_id(empty_database: str) -> None:
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute(ANALYSTS_TABLE)
+        await migrate(connection)
+        rows = await connection.fetch("SELECT user_id, message_id FROM user_logins")
+        assert [tuple(r) for r in rows] == [("old-user", None), ("old-user", None)]
+        assert await schema_problems(connection) == []
+    finally:
+        await connection.close()
+
+
+async def test_migrate_twice_changes_nothing(database: str) -> None:
+    connection = await asyncpg.connect(database)
+    try:
+        assert await migrate(connection) == []
+        assert await schema_problems(connection) == []
+    finally:
+        await connection.close()
+
+
+async def test_copies_starting_at_once_migrate_once(empty_database: str) -> None:
+    connections = [await asyncpg.connect(empty_database) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c) for c in connections))
+        assert sorted(len(names) for names in applied) == [0, 0, 0, 1]
+        assert await schema_problems(connections[0]) == []
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def test_check_names_what_is_missing(empty_database: str) -> None:
+    connection = await asyncpg.connect(empty_database)
+    try:
+        problems = await schema_problems(connection)
+    finally:
+        await connection.close()
+    assert any("migrations not applied" in p for p in problems)
+    assert any("table user_logins is missing" in p for p in problems)

@@ -1,0 +1,96 @@
+"""The pipeline with fakes: drain, graceful stop, backpressure, fatal errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from ingestor.errors import DatabaseError
+from ingestor.hooks import Stats
+from ingestor.masking import HmacMasker
+from ingestor.models import LoginRow, Rejection, WriteResult
+from ingestor.pipeline import Pipeline, PipelineConfig
+from ingestor.transform import Transformer
+from tests.fakes import FakeQueue, FakeSink, envelopes
+
+TRANSFORMER = Transformer(HmacMasker(b"p" * 32))
+GOOD = orjson.dumps({"user_id": "u", "ip": "10.0.0.1"}).decode()
+
+
+def pipeline(queue: FakeQueue, sink: object, **config: object) -> tuple[Pipeline, Stats]:
+    stats = Stats()
+    settings = {"receivers": 3, "receive_wait_seconds": 1, "batch_size": 50, "flush_interval": 0.02}
+    settings.update(config)  # type: ignore[arg-type]
+    return Pipeline(queue, sink, TRANSFORMER, PipelineConfig(**settings), stats), stats  # type: ignore[arg-type]
+
+
+async def test_drain_loads_everything_then_stops() -> None:
+    queue = FakeQueue(envelopes([GOOD] * 480 + ["junk"] * 20))
+    sink = FakeSink()
+    runner, stats = pipeline(queue, sink, drain=True)
+    await asyncio.wait_for(runner.run(asyncio.Event()), 5)
+    assert (len(sink.rows), len(sink.rejects)) == (480, 20)
+    assert len(queue.deleted) == 500
+    assert (stats.received, stats.loaded, stats.rejected) == (500, 480, 20)
+    assert len(runner.inflight) == 0
+
+
+async def test_stop_flushes_what_was_received_and_exits() -> None:
+    queue = FakeQueue(envelopes([GOOD] * 200))
+    sink = FakeSink()
+    runner, _ = pipeline(queue, sink, flush_interval=60, batch_size=10_000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while queue.pending:  # noqa: ASYNC110 - polls a fake: let it receive everything
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    # The half-full batch was committed and deleted on the way out
+    assert len(sink.rows) == 200
+    assert len(queue.deleted) == 200
+
+
+class BlockedSink:
+    """A database that never answers."""
+
+    async def write(self, rows: object, rejects: object) -> WriteResult:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+
+async def test_a_stuck_database_stops_the_receivers_and_uncommitted_messages_go_back() -> None:
+    # Given a deep queue and a database that never commits
+    queue = FakeQueue(envelopes([GOOD] * 20_000))
+    runner, stats = pipeline(
+        queue, BlockedSink(), buffer_messages=200, batch_size=50, writers=1, shutdown_timeout=0.2
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.sleep(0.3)
+    # Then receiving stops once the bounded buffers are full (backpressure)
+    received = stats.received
+    assert received <= 200 + 50 + 3 * 10 + 30  # buffers + one batch + receivers' hands
+    await asyncio.sleep(0.2)
+    assert stats.received == received
+    # And on stop, what was not committed is handed back at once (visibility 0)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert len(queue.visibility) == received
+    assert set(queue.visibility.values()) == {0}
+    assert queue.deleted == []
+
+
+class BrokenSink:
+    async def write(self, rows: list[LoginRow], rejects: list[Rejection]) -> WriteResult:
+        raise DatabaseError("permission denied for table user_logins")
+
+
+async def test_a_permanent_database_error_stops_the_pipeline_and_releases_messages() -> None:
+    queue = FakeQueue(envelopes([GOOD] * 30))
+    runner, _ = pipeline(queue, BrokenSink(), drain=True)
+    with pytest.raises(DatabaseError):
+        await asyncio.wait_for(runner.run(asyncio.Event()), 5)
+    assert queue.deleted == []
+    assert len(queue.visibility) == 30

@@ -1,0 +1,43 @@
+"""Postgres errors are classified by SQLSTATE, and their texts carry no values."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from ingestor.errors import DatabaseError, DatabaseUnavailable, RowRejected
+from ingestor.postgres import classify
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (asyncpg.exceptions.ConnectionDoesNotExistError(), DatabaseUnavailable),
+        (asyncpg.exceptions.AdminShutdownError(), DatabaseUnavailable),
+        (asyncpg.exceptions.CannotConnectNowError(), DatabaseUnavailable),
+        (asyncpg.exceptions.DeadlockDetectedError(), DatabaseUnavailable),
+        (asyncpg.exceptions.SerializationError(), DatabaseUnavailable),
+        (asyncpg.exceptions.TooManyConnectionsError(), DatabaseUnavailable),
+        (asyncpg.exceptions.StringDataRightTruncationError(), RowRejected),
+        (asyncpg.exceptions.CheckViolationError(), RowRejected),
+        (asyncpg.exceptions.NotNullViolationError(), RowRejected),
+        (asyncpg.exceptions.UndefinedTableError(), DatabaseError),
+        (asyncpg.exceptions.InsufficientPrivilegeError(), DatabaseError),
+        (asyncpg.exceptions.InvalidPasswordError(), DatabaseError),
+        (ConnectionRefusedError(), DatabaseUnavailable),
+        (TimeoutError(), DatabaseUnavailable),
+        (asyncpg.InterfaceError("connection is closed"), DatabaseUnavailable),
+    ],
+)
+def test_errors_are_classified_by_sqlstate(error: BaseException, kind: type) -> None:
+    assert type(classify(error)) is kind
+
+
+def test_a_row_error_names_the_constraint_but_no_value() -> None:
+    error = asyncpg.exceptions.CheckViolationError('new row violates "no_evil": 10.1.2.3')
+    error.constraint_name = "no_evil"  # type: ignore[attr-defined]
+    mapped = classify(error)
+    assert isinstance(mapped, RowRejected)
+    assert mapped.sqlstate == "23514"
+    assert "no_evil" in str(mapped)
+    assert "10.1.2.3" not in str(mapped)

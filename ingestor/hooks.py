@@ -38,6 +38,9 @@ class Hooks:
     def on_released(self, result: BatchResult) -> None:
         """Uncommitted messages were made visible again (on an abort)."""
 
+    def on_extended(self, result: BatchResult) -> None:
+        """The heartbeat extended the visibility of messages still in flight."""
+
     def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
         """A transient failure in `stage` ('receive', 'write', 'delete') will be retried."""
 
@@ -73,6 +76,10 @@ class HookChain(Hooks):
         for hook in self.hooks:
             hook.on_released(result)
 
+    def on_extended(self, result: BatchResult) -> None:
+        for hook in self.hooks:
+            hook.on_extended(result)
+
     def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
         for hook in self.hooks:
             hook.on_retry(stage, error, attempt, delay)
@@ -93,6 +100,7 @@ class Stats(Hooks):
     deleted: int = 0
     delete_failures: int = 0
     released: int = 0
+    extended: int = 0
     batches: int = 0
     write_seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -116,6 +124,9 @@ class Stats(Hooks):
 
     def on_released(self, result: BatchResult) -> None:
         self.released += result.succeeded
+
+    def on_extended(self, result: BatchResult) -> None:
+        self.extended += result.succeeded
 
     @property
     def loaded(self) -> int:

@@ -1,7 +1,8 @@
 """The receipt handles this process holds: received, not yet committed.
 
-On an abort they are handed back to SQS (visibility 0) so another consumer gets them at
-once instead of after the visibility timeout; a heartbeat can extend them.
+The heartbeat extends their visibility while they wait (so SQS does not hand them to
+another consumer during a slow flush or an outage), up to a maximum hold; on an abort they
+are handed back to SQS (visibility 0) so another consumer gets them at once.
 """
 
 from __future__ import annotations
@@ -10,19 +11,25 @@ from collections.abc import Iterable
 
 
 class InFlight:
-    __slots__ = ("_handles",)
+    __slots__ = ("_received_at",)
 
     def __init__(self) -> None:
-        self._handles: set[str] = set()
+        self._received_at: dict[str, float] = {}
 
-    def add(self, handles: Iterable[str]) -> None:
-        self._handles.update(handles)
+    def add(self, handles: Iterable[str], now: float) -> None:
+        self._received_at.update(dict.fromkeys(handles, now))
 
     def committed(self, handles: Iterable[str]) -> None:
-        self._handles.difference_update(handles)
+        received_at = self._received_at
+        for handle in handles:
+            received_at.pop(handle, None)
 
     def snapshot(self) -> list[str]:
-        return list(self._handles)
+        return list(self._received_at)
+
+    def held_since(self, cutoff: float) -> list[str]:
+        """Handles received at or after `cutoff`: those still worth extending."""
+        return [handle for handle, at in self._received_at.items() if at >= cutoff]
 
     def __len__(self) -> int:
-        return len(self._handles)
+        return len(self._received_at)

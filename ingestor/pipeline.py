@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ingestor.errors import TransientError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
 from ingestor.models import Envelope, Processed
@@ -35,6 +36,13 @@ class PipelineConfig:
     buffer_messages: int = 5_000
     writers: int = 2
     shutdown_timeout: float = 30.0
+    max_hold_seconds: float = 900.0
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Extend visibility three times per timeout: two heartbeats may fail in a row
+        before SQS would show a held message to another consumer."""
+        return max(0.5, self.visibility_timeout / 3)
 
     @property
     def queue_bound(self) -> int:
@@ -66,12 +74,13 @@ class Pipeline:
         received is committed and deleted. Raises a PermanentError that stopped it."""
         self._hooks.on_state("running")
         tasks = self._start(stop)
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         try:
             await self._supervise(tasks, stop)
         finally:
-            for task in tasks:
+            for task in [*tasks, heartbeat]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
             await self._release_unfinished()
             self._hooks.on_state("stopped")
 
@@ -148,6 +157,25 @@ class Pipeline:
             await outbox.put([process(envelope) for envelope in envelopes])
         for _ in range(self._config.writers):
             await outbox.put(None)
+
+    async def _heartbeat(self) -> None:
+        """Keep held messages invisible while they wait for a commit, so a slow flush or
+        an outage does not make SQS hand them to another consumer. A message held longer
+        than max_hold_seconds is no longer extended: it goes back to the queue (and, after
+        maxReceiveCount, to the dead-letter queue) instead of being held forever."""
+        config, loop = self._config, asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(config.heartbeat_interval)
+            handles = self.inflight.held_since(loop.time() - config.max_hold_seconds)
+            if not handles:
+                continue
+            try:
+                result = await self._queue.change_visibility(handles, config.visibility_timeout)
+            except TransientError as error:
+                self._hooks.on_retry("heartbeat", error, 1, config.heartbeat_interval)
+                continue
+            self._hooks.on_recovered("heartbeat")
+            self._hooks.on_extended(result)
 
     async def _release_unfinished(self) -> None:
         handles = self.inflight.snapshot()

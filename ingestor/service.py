@@ -34,6 +34,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         buffer_messages=settings.buffer_messages,
         writers=settings.writers,
         shutdown_timeout=settings.shutdown_timeout,
+        max_hold_seconds=settings.max_hold_seconds,
     )
 
 

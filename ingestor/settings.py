@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     buffer_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
     writers: Annotated[int, Field(ge=1, le=32)] = 2
     shutdown_timeout: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    max_hold_seconds: Annotated[float, Field(gt=0, le=43_200)] = 900.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "text", "json"] = "auto"
     allow_demo_key: bool = False

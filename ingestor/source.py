@@ -63,7 +63,8 @@ class Receiver:
                 if envelopes is None or (not envelopes and self._drain):
                     return
                 if envelopes:
-                    self._inflight.add(e.receipt_handle for e in envelopes)
+                    now = asyncio.get_running_loop().time()
+                    self._inflight.add((e.receipt_handle for e in envelopes), now)
                     self._hooks.on_received(len(envelopes))
                     await self._inbox.put(envelopes)
         finally:

@@ -108,6 +108,14 @@ def _run(settings: Settings) -> int:
         await run_service(settings, stop, HookChain(LogHooks(), stats))
 
     run_async(service())
+    if stats.delete_failures and settings.drain:
+        log.warning(
+            "%d messages were committed but could not be deleted; SQS will deliver them "
+            "again and the next run upserts them onto their rows",
+            stats.delete_failures,
+            extra={"event": "incomplete"},
+        )
+        return EXIT_FAILURE
     log.info(
         "done: received %d, loaded %d (%d replaced a redelivered row), rejected %d",
         stats.received,

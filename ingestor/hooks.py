@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ingestor.errors import TransientError
+from ingestor.errors import IngestorError
 from ingestor.models import BatchResult, Rejection, WriteResult
 
 log = logging.getLogger("ingestor")
@@ -41,8 +41,9 @@ class Hooks:
     def on_extended(self, result: BatchResult) -> None:
         """The heartbeat extended the visibility of messages still in flight."""
 
-    def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
-        """A transient failure in `stage` ('receive', 'write', 'delete') will be retried."""
+    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
+        """A failure in `stage` ('receive', 'write', 'delete', 'heartbeat', 'startup') will
+        be retried."""
 
     def on_recovered(self, stage: str) -> None:
         """`stage` works again after transient failures."""
@@ -80,7 +81,7 @@ class HookChain(Hooks):
         for hook in self.hooks:
             hook.on_extended(result)
 
-    def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
+    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
         for hook in self.hooks:
             hook.on_retry(stage, error, attempt, delay)
 
@@ -143,7 +144,7 @@ class LogHooks(Hooks):
     def on_state(self, state: str) -> None:
         log.info("pipeline %s", state, extra={"event": "state", "state": state})
 
-    def on_retry(self, stage: str, error: TransientError, attempt: int, delay: float) -> None:
+    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
         if stage not in self._failing:
             self._failing.add(stage)
             log.warning(

@@ -13,14 +13,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ingestor.errors import TransientError
+from ingestor.errors import IngestorError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
+from ingestor.isolation import Sink
 from ingestor.models import Envelope, Processed
 from ingestor.retry import Backoff, retrying
 from ingestor.source import QueueClient, Receiver
 from ingestor.transform import Transformer
-from ingestor.writer import BatchWriter, Sink, WriterConfig
+from ingestor.writer import BatchWriter, WriterConfig
 
 log = logging.getLogger("ingestor")
 
@@ -144,6 +145,7 @@ class Pipeline:
             inflight=self.inflight,
             hooks=self._hooks,
             config=config,
+            digest=self._transformer.digest,
         )
 
     async def _end_after(self, receivers: list[asyncio.Task[None]]) -> None:
@@ -171,8 +173,11 @@ class Pipeline:
                 continue
             try:
                 result = await self._queue.change_visibility(handles, config.visibility_timeout)
-            except TransientError as error:
+            except IngestorError as error:  # logged once per outage; the next beat tries again
                 self._hooks.on_retry("heartbeat", error, 1, config.heartbeat_interval)
+                continue
+            except Exception:
+                log.exception("heartbeat failed; trying again at the next beat")
                 continue
             self._hooks.on_recovered("heartbeat")
             self._hooks.on_extended(result)

@@ -9,6 +9,7 @@ Exception texts carry the SQLSTATE and the error's name, never a value (it may b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -48,7 +49,15 @@ def _describe(error: asyncpg.PostgresError) -> str:
     return ", ".join(parts)
 
 
-_CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg's protocol state broke, as when the server kills a
+# connection in the middle of a COPY; the pool discards that connection, so a retry works.
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @contextlib.asynccontextmanager
@@ -79,6 +88,14 @@ async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
     return pool
 
 
+async def close_pool(pool: asyncpg.Pool, grace: float = 5.0) -> None:
+    """Close gracefully; a connection stuck in a query (an outage, a lock) is cut."""
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except (TimeoutError, *_CONNECTION_ERRORS):
+        pool.terminate()
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     async with mapped_errors():
         return await asyncpg.connect(dsn, timeout=10)
@@ -92,6 +109,7 @@ class PostgresSink:
         self._pool = pool
         self._merge = query("merge_logins")
         self._reject = query("upsert_reject")
+        self._unload = query("unload_rejected")
 
     async def write(self, rows: Sequence[LoginRow], rejects: Sequence[Rejection]) -> WriteResult:
         async with (
@@ -102,6 +120,7 @@ class PostgresSink:
             inserted, replaced = await self._merge_rows(connection, rows)
             if rejects:
                 await connection.executemany(self._reject, [_reject_args(r) for r in rejects])
+                await connection.execute(self._unload, [r.message_id for r in rejects])
         return WriteResult(inserted, replaced, len(rejects))
 
     async def _merge_rows(self, connection: Any, rows: Sequence[LoginRow]) -> tuple[int, int]:

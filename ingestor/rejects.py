@@ -37,12 +37,13 @@ def reject(
 ) -> Rejection:
     """A rejection for `envelope`; `parsed` is its JSON object body when it has one."""
     raw = as_bytes(envelope.body)
+    body = None if parsed is None else redacted_json(parsed, masker)
     return Rejection(
         message_id=envelope.message_id,
         reason_code=code,
         reason=reason,
-        body=None if parsed is None else redacted_json(parsed, masker),
-        body_kind=body_kind,
+        body=body,
+        body_kind=body_kind if body is not None or parsed is None else "too_deep",
         body_bytes=len(raw),
         body_digest=masker.digest_body(raw),
         sent_at=dt.datetime.fromtimestamp(envelope.sent_timestamp_ms / 1000, dt.UTC),
@@ -50,9 +51,13 @@ def reject(
     )
 
 
-def redacted_json(event: dict[str, Any], masker: Masker) -> str:
-    """The object as JSON text with PII-named keys masked at every depth."""
-    return orjson.dumps(_redact(event, masker)).decode()
+def redacted_json(event: dict[str, Any], masker: Masker) -> str | None:
+    """The object as JSON text with PII-named keys masked at every depth; None when it
+    nests too deep to write back (orjson reads 1024 levels but writes 254)."""
+    try:
+        return orjson.dumps(_redact(event, masker)).decode()
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _redact(value: Any, masker: Masker) -> Any:

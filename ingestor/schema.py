@@ -35,7 +35,12 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
 
 
 async def migrate(connection: Any) -> list[str]:
-    """Apply the migrations not yet applied; return their names."""
+    """Apply the migrations not yet applied; return their names. When none is pending it
+    runs no DDL and takes no lock, so a user with only DML grants can start the service
+    once a privileged user has run `ingestor migrate`."""
+    async with mapped_errors():
+        if not await _pending_migrations(connection):
+            return []
     applied: list[str] = []
     async with mapped_errors(), connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -61,6 +66,8 @@ async def schema_problems(connection: Any) -> list[str]:
         for table, expected in EXPECTED_COLUMNS.items():
             rows = await connection.fetch(query("schema_columns"), table)
             problems.extend(_column_problems(table, {r["name"]: r["type"] for r in rows}, expected))
+        if not pending and not await connection.fetchval(query("unique_message_id")):
+            problems.append("user_logins has no unique index on message_id (run: ingestor migrate)")
     return problems
 
 

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import asyncpg
 
 from ingestor.hooks import Hooks
 from ingestor.masking import HmacMasker
 from ingestor.pipeline import Pipeline, PipelineConfig
-from ingestor.postgres import PostgresSink, connect, create_pool
+from ingestor.postgres import PostgresSink, close_pool, connect, create_pool
+from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.schema import migrate
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue, sqs_client
 from ingestor.transform import Transformer
 
 log = logging.getLogger("ingestor")
+T = TypeVar("T")
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
@@ -48,29 +51,55 @@ async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
 
 
 @asynccontextmanager
-async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(settings.dsn, settings.writers + 1)
+async def open_pool(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """The pool; at start-up a database that is not there yet is waited for."""
+    size = settings.writers + 1
+    pool = await observed(
+        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
+    )
     try:
         yield pool
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
-async def run_migrations(settings: Settings) -> list[str]:
-    connection = await connect(settings.dsn)
-    try:
-        return await migrate(connection)
-    finally:
-        await connection.close()
+async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list[str]:
+    """Migrate; a database that is not reachable yet (a pod starting before it) is
+    retried with backoff rather than failing the start."""
+
+    async def attempt() -> list[str]:
+        connection = await connect(settings.dsn)
+        try:
+            return await migrate(connection)
+        finally:
+            await connection.close()
+
+    return await observed("startup", attempt, RETRY_FOREVER, hooks or Hooks())
 
 
 async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> None:
     """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode)."""
     settings.require("queue_url", "database_url", "hmac_key")
-    await run_migrations(settings)
+    if await _until_stopped(run_migrations(settings, hooks), stop) is None:
+        return
     transformer = Transformer(HmacMasker(settings.key_bytes))
-    async with open_queue(settings) as queue, open_pool(settings) as pool:
+    async with open_queue(settings) as queue, open_pool(settings, hooks) as pool:
         pipeline = Pipeline(
             queue, PostgresSink(pool), transformer, pipeline_config(settings), hooks
         )
         await pipeline.run(stop)
+
+
+async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None if `stop` is set first (a signal while waiting at start)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    racing: set[asyncio.Future[Any]] = {task, stopped}
+    try:
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None

@@ -20,6 +20,7 @@ from ingestor.errors import QueueError, QueueUnavailable
 from ingestor.models import BatchResult, Envelope
 
 SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
+_CONCURRENT_BATCH_CALLS = 16  # per *Batch request, so a big heartbeat cannot crowd out deletes
 _ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
 # Codes that say "this will never work": wrong queue, wrong account, wrong credentials.
 _PERMANENT_CODES = frozenset(
@@ -80,12 +81,13 @@ class SqsQueue:
         )
         return int(response["Attributes"]["ApproximateNumberOfMessages"])
 
-    async def send(self, bodies: Sequence[str], concurrency: int = 8) -> int:
-        """Send bodies in batches of 10 (for seeding demos, tests and benchmarks)."""
+    async def send(self, bodies: Sequence[str], concurrency: int = 8) -> list[str]:
+        """Send bodies in batches of 10 (for seeding demos, tests and benchmarks); return
+        their message ids."""
         chunks = [bodies[i : i + SQS_BATCH] for i in range(0, len(bodies), SQS_BATCH)]
         limit = asyncio.Semaphore(concurrency)
 
-        async def send_chunk(chunk: Sequence[str]) -> None:
+        async def send_chunk(chunk: Sequence[str]) -> list[str]:
             entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
             async with limit:
                 response = await _mapped(
@@ -93,9 +95,10 @@ class SqsQueue:
                 )
             if response.get("Failed"):
                 raise QueueUnavailable(f"{len(response['Failed'])} messages were not sent")
+            return [entry["MessageId"] for entry in response["Successful"]]
 
-        await asyncio.gather(*(send_chunk(chunk) for chunk in chunks))
-        return len(bodies)
+        sent = await asyncio.gather(*(send_chunk(chunk) for chunk in chunks))
+        return [message_id for chunk in sent for message_id in chunk]
 
 
 @asynccontextmanager
@@ -147,7 +150,20 @@ async def _in_batches(
 ) -> BatchResult:
     """Run a *Batch call over `handles` in chunks of 10, concurrently; collect failures."""
     chunks = [handles[i : i + SQS_BATCH] for i in range(0, len(handles), SQS_BATCH)]
-    results = await asyncio.gather(*(_one_batch(chunk, call, extra) for chunk in chunks))
+    limit = asyncio.Semaphore(_CONCURRENT_BATCH_CALLS)
+
+    async def bounded(chunk: Sequence[str]) -> BatchResult:
+        async with limit:
+            return await _one_batch(chunk, call, extra)
+
+    # A TaskGroup cancels the other chunks when one fails, so a retry of the whole call
+    # does not race calls still running from the failed attempt.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(bounded(chunk)) for chunk in chunks]
+    except ExceptionGroup as failures:
+        raise failures.exceptions[0] from None  # already one of ours: QueueUnavailable, ...
+    results = [task.result() for task in tasks]
     return BatchResult(
         sum(r.succeeded for r in results), tuple(f for r in results for f in r.failed)
     )

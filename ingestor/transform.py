@@ -19,10 +19,11 @@ from ingestor.rules import Invalid, create_date, json_kind, validate
 class Transformer:
     """Turns envelopes into rows or rejections under one masker."""
 
-    __slots__ = ("_masker",)
+    __slots__ = ("_masker", "digest")
 
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
+        self.digest = masker.digest_body
 
     def process(self, envelope: Envelope) -> Processed:
         try:
@@ -30,9 +31,7 @@ class Transformer:
         except Invalid as problem:
             outcome = self._reject(envelope, problem)
         except Exception as bug:  # a bug must not cost the batch; keep the message as a reject
-            outcome = reject(
-                envelope, self._masker, "internal_error", f"transform failed: {type(bug).__name__}"
-            )
+            outcome = self._internal_error(envelope, bug)
         return Processed(
             envelope.message_id,
             envelope.receipt_handle,
@@ -57,6 +56,16 @@ class Transformer:
         )
 
     def _reject(self, envelope: Envelope, problem: Invalid) -> Rejection:
+        try:
+            return self._described(envelope, problem)
+        except Exception as bug:
+            return self._internal_error(envelope, bug)
+
+    def _internal_error(self, envelope: Envelope, bug: Exception) -> Rejection:
+        reason = f"transform failed: {type(bug).__name__}"
+        return reject(envelope, self._masker, "internal_error", reason, body_kind="unknown")
+
+    def _described(self, envelope: Envelope, problem: Invalid) -> Rejection:
         if isinstance(problem, _NotAnObject):
             return reject(
                 envelope, self._masker, problem.code, problem.reason, body_kind=problem.kind

@@ -9,30 +9,17 @@ the batch and becomes a reject with its SQLSTATE; the rest of the batch commits 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-import orjson
-
-from ingestor.errors import DatabaseError, RowRejected
+from ingestor.errors import DatabaseError, IngestorError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
-from ingestor.models import LoginRow, Processed, Rejection, WriteResult
+from ingestor.isolation import Digest, Sink, write_isolating
+from ingestor.models import BatchResult, LoginRow, Processed, Rejection, WriteResult
 from ingestor.retry import FEW_RETRIES, RETRY_FOREVER, Backoff, observed
 from ingestor.source import QueueClient
-
-
-class Sink(Protocol):
-    """The seam to the database: commits rows and rejects in one transaction, or raises
-    `RowRejected` (a row was refused), a `TransientError` or a `PermanentError`."""
-
-    async def write(
-        self, rows: Sequence[LoginRow], rejects: Sequence[Rejection]
-    ) -> WriteResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +42,7 @@ class BatchWriter:
         inflight: InFlight,
         hooks: Hooks,
         config: WriterConfig,
+        digest: Digest,
     ) -> None:
         self._inbox = inbox
         self._sink = sink
@@ -62,6 +50,7 @@ class BatchWriter:
         self._inflight = inflight
         self._hooks = hooks
         self._config = config
+        self._digest = digest
 
     async def run(self) -> None:
         """Flush batches until the end-of-stream marker (None) arrives."""
@@ -95,12 +84,13 @@ class BatchWriter:
         return batch, False
 
     async def _next_item(self, remaining: float) -> list[Processed] | None:
-        """The next item, or TimeoutError after `remaining` seconds (inf: no limit)."""
-        if remaining == float("inf"):
-            return await self._inbox.get()
+        """The next item, or TimeoutError after `remaining` seconds (inf: no limit).
+        asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        arrives as the item does, and the writer would then never stop."""
         if remaining <= 0:
             raise TimeoutError
-        return await asyncio.wait_for(self._inbox.get(), remaining)
+        async with asyncio.timeout(None if remaining == float("inf") else remaining):
+            return await self._inbox.get()
 
     async def flush(self, batch: list[Processed]) -> WriteResult:
         """Commit `batch`, then delete its messages from the queue."""
@@ -108,18 +98,36 @@ class BatchWriter:
         started = time.perf_counter()
         result, refused = await observed(
             "write",
-            lambda: write_isolating(self._sink, rows, rejects, batch),
+            lambda: write_isolating(self._sink, rows, rejects, batch, self._digest),
             self._config.write_backoff,
             self._hooks,
         )
         handles = [item.receipt_handle for item in batch]
         self._inflight.committed(handles)
         self._hooks.on_written(result, [*rejects, *refused], time.perf_counter() - started)
-        deleted = await observed(
-            "delete", lambda: self._queue.delete(handles), self._config.delete_backoff, self._hooks
-        )
-        self._hooks.on_deleted(deleted)
+        await self._delete(handles)
+        if len(rows) > 1 and result.rejected_by_db >= len(rows):
+            # Every row refused is a table ingestor cannot write to, not a poison message:
+            # stop before the whole queue turns into rejects (these are kept, with reasons).
+            raise DatabaseError(
+                f"PostgreSQL refused every row of a batch ({refused[0].reason}); "
+                "check user_logins for a constraint or column ingestor cannot fill"
+            )
         return result
+
+    async def _delete(self, handles: list[str]) -> None:
+        """Delete committed messages. This never fails the pipeline: the rows are safe,
+        and a message that stays on the queue is redelivered and upserts onto its row."""
+        try:
+            deleted = await observed(
+                "delete",
+                lambda: self._queue.delete(handles),
+                self._config.delete_backoff,
+                self._hooks,
+            )
+        except IngestorError as error:
+            deleted = BatchResult(0, tuple((handle, type(error).__name__) for handle in handles))
+        self._hooks.on_deleted(deleted)
 
 
 def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rejection]]:
@@ -134,43 +142,3 @@ def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rej
         else:
             rejects[item.message_id] = outcome  # type: ignore[assignment]
     return list(rows.values()), list(rejects.values())
-
-
-async def write_isolating(
-    sink: Sink,
-    rows: Sequence[LoginRow],
-    rejects: Sequence[Rejection],
-    batch: Sequence[Processed],
-) -> tuple[WriteResult, list[Rejection]]:
-    """Write; when the database refuses a row, bisect until the refused rows are alone,
-    reject each with its SQLSTATE, and commit everything else. Returns the result and the
-    rejections the database caused."""
-    try:
-        return await sink.write(rows, rejects), []
-    except RowRejected as refused:
-        if len(rows) == 1:
-            rejection = _refused(rows[0], refused, batch)
-            result = await sink.write([], [*rejects, rejection])
-            return WriteResult(0, 0, result.rejected, 1), [rejection]
-        if not rows:
-            raise DatabaseError(f"the rejects table refused a row: {refused}") from None
-    middle = len(rows) // 2
-    left, left_refused = await write_isolating(sink, rows[:middle], rejects, batch)
-    right, right_refused = await write_isolating(sink, rows[middle:], [], batch)
-    return left + right, left_refused + right_refused
-
-
-def _refused(row: LoginRow, refused: RowRejected, batch: Sequence[Processed]) -> Rejection:
-    source = next(item for item in batch if item.message_id == row.message_id)
-    body = orjson.dumps(row._asdict()).decode()  # already masked: no plaintext PII
-    return Rejection(
-        message_id=row.message_id,
-        reason_code=f"db_{refused.sqlstate}",
-        reason=str(refused),
-        body=body,
-        body_kind="row",
-        body_bytes=len(body),
-        body_digest=hashlib.sha256(body.encode()).hexdigest(),
-        sent_at=dt.datetime.fromtimestamp(source.sent_timestamp_ms / 1000, dt.UTC),
-        receive_count=source.receive_count,
-    )

@@ -1,6 +1,8 @@
 -- Upsert the staged batch by message_id. ORDER BY takes row locks in key order, so
 -- concurrent writers (or consumers) merging overlapping batches cannot deadlock.
--- xmax = 0 on the returned row means it was inserted, not updated.
+-- xmax = 0 on the returned row means it was inserted, not updated. A message that was
+-- rejected in an earlier delivery (a constraint since dropped) leaves the rejects table:
+-- every message is in one table, once.
 WITH merged AS (
     INSERT INTO user_logins AS t (
         message_id, user_id, device_type, masked_ip, masked_device_id,
@@ -19,6 +21,11 @@ WITH merged AS (
         app_version = EXCLUDED.app_version,
         create_date = EXCLUDED.create_date
     RETURNING (t.xmax = 0) AS inserted
+),
+unrejected AS (
+    DELETE FROM ingestor_rejects r
+    USING ingestor_staging s
+    WHERE r.message_id = s.message_id
 )
 SELECT count(*) FILTER (WHERE inserted) AS inserted,
        count(*) FILTER (WHERE NOT inserted) AS replaced

@@ -4,6 +4,7 @@ user_logins table (it adds, never drops or retypes)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -62,3 +63,31 @@ async def test_check_names_what_is_missing(empty_database: str) -> None:
         await connection.close()
     assert any("migrations not applied" in p for p in problems)
     assert any("table user_logins is missing" in p for p in problems)
+
+
+async def test_a_user_with_only_dml_grants_can_start_once_migrated(database: str) -> None:
+    # Given a migrated database and a service user that may only read and write rows
+    owner = await asyncpg.connect(database)
+    role = f"loader_{uuid.uuid4().hex[:8]}"
+    try:
+        await owner.execute(f"CREATE ROLE {role} LOGIN")
+        await owner.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+        await owner.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        limited = await asyncpg.connect(database, user=role)
+        try:
+            # Then start-up's migrate runs no DDL and succeeds, and the check is clean
+            assert await migrate(limited) == []
+            assert await schema_problems(limited) == []
+        finally:
+            await limited.close()
+    finally:
+        await owner.execute(f"DROP OWNED BY {role}")
+        await owner.execute(f"DROP ROLE {role}")
+        await owner.close()
+
+
+async def test_check_reports_a_missing_unique_index(db: asyncpg.Connection) -> None:
+    await db.execute("DROP INDEX user_logins_message_id_key")
+    assert any("no unique index on message_id" in p for p in await schema_problems(db))

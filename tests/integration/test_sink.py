@@ -10,10 +10,11 @@ import pytest
 import pytest_asyncio
 
 from ingestor.errors import RowRejected
+from ingestor.isolation import refused_row, write_isolating
 from ingestor.masking import HmacMasker
 from ingestor.postgres import PostgresSink, create_pool
 from ingestor.transform import Transformer
-from ingestor.writer import split_outcomes, write_isolating
+from ingestor.writer import split_outcomes
 from tests.fakes import envelopes
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -54,7 +55,7 @@ async def test_a_row_a_dba_constraint_refuses_is_isolated(
     with pytest.raises(RowRejected):
         await sink.write(rows, rejects)
     # When the batch is written with isolation
-    result, refused = await write_isolating(sink, rows, rejects, processed)
+    result, refused = await write_isolating(sink, rows, rejects, processed, TRANSFORMER.digest)
     # Then the other rows commit and the refused one is a reject with its SQLSTATE
     assert result.inserted == 6
     assert [r.message_id for r in refused] == ["m2"]
@@ -74,8 +75,47 @@ async def test_a_narrowed_column_refuses_rows_at_copy(
         fresh = PostgresSink(pool)
         processed = batch(["ios", "android", "web"])
         rows, rejects = split_outcomes(processed)
-        result, refused = await write_isolating(fresh, rows, rejects, processed)
+        result, refused = await write_isolating(fresh, rows, rejects, processed, TRANSFORMER.digest)
     finally:
         await pool.close()
     assert result.inserted == 2
     assert [r.reason_code for r in refused] == ["db_22001"]
+
+
+async def test_columns_of_the_analysts_own_keep_their_defaults(
+    sink: PostgresSink, db: asyncpg.Connection
+) -> None:
+    # Given an analysts' table with an identity key and a NOT NULL column with a default
+    await db.execute("ALTER TABLE user_logins ADD COLUMN id bigserial PRIMARY KEY")
+    await db.execute(
+        "ALTER TABLE user_logins ADD COLUMN loaded_at timestamptz NOT NULL DEFAULT now()"
+    )
+    # When a batch is written
+    rows, rejects = split_outcomes(batch(["ios", "web"]))
+    result = await sink.write(rows, rejects)
+    # Then the rows load and the database fills its own columns
+    assert result.inserted == 2
+    assert await db.fetchval("SELECT count(*) FROM user_logins WHERE loaded_at IS NOT NULL") == 2
+
+
+async def test_a_message_is_never_in_both_tables(
+    sink: PostgresSink, db: asyncpg.Connection
+) -> None:
+    # Given a message that was rejected in one delivery and loads in the next (for example
+    # after a DBA dropped the constraint that refused it), and the other way round
+    processed = batch(["ios", "web"])
+    rows, _ = split_outcomes(processed)
+    reject_of_first = refused_row(
+        rows[0], RowRejected("23514", "CheckViolationError"), processed[0], TRANSFORMER.digest
+    )
+    await sink.write([], [reject_of_first])
+    await sink.write([rows[1]], [])
+    # When both are written again the other way
+    await sink.write([rows[0]], [])
+    await sink.write(
+        [], [refused_row(rows[1], RowRejected("23514", "x"), processed[1], TRANSFORMER.digest)]
+    )
+    # Then each message is in exactly one table
+    loaded = {r["message_id"] for r in await db.fetch("SELECT message_id FROM user_logins")}
+    rejected = {r["message_id"] for r in await db.fetch("SELECT message_id FROM ingestor_rejects")}
+    assert (loaded, rejected) == ({"m0"}, {"m1"})

@@ -170,3 +170,15 @@ def test_any_body_becomes_a_row_or_a_reject_and_never_raises(body: str | bytes) 
 def test_canonical_ip_rejects_non_addresses() -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         canonical_ip("localhost")
+
+
+def test_a_rejected_object_nested_too_deep_to_write_back_is_kept_without_body() -> None:
+    # orjson reads 1024 levels but writes at most 254: such a body cannot be stored as JSON
+    deep = '{"a": ' + "[" * 300 + "]" * 300 + "}"
+    outcome = process(deep)
+    assert isinstance(outcome, Rejection)
+    assert (outcome.reason_code, outcome.body, outcome.body_kind) == (
+        "missing_user_id",
+        None,
+        "too_deep",
+    )

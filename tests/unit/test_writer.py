@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
+from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected
 from ingestor.hooks import Stats
 from ingestor.inflight import InFlight
 from ingestor.masking import HmacMasker
@@ -30,9 +32,17 @@ def make_writer(
 ) -> tuple[BatchWriter, asyncio.Queue[list[Processed] | None], Stats]:
     inbox: asyncio.Queue[list[Processed] | None] = asyncio.Queue()
     stats = Stats()
-    config = WriterConfig(batch_size, interval, write_backoff=FAST, delete_backoff=FAST)
+    config = WriterConfig(
+        batch_size, interval, write_backoff=FAST, delete_backoff=Backoff(0.001, 0.001, attempts=3)
+    )
     writer = BatchWriter(
-        inbox=inbox, sink=sink, queue=queue, inflight=InFlight(), hooks=stats, config=config
+        inbox=inbox,
+        sink=sink,
+        queue=queue,
+        inflight=InFlight(),
+        hooks=stats,
+        config=config,
+        digest=TRANSFORMER.digest,
     )
     return writer, inbox, stats
 
@@ -111,3 +121,44 @@ async def test_a_row_the_database_refuses_is_rejected_and_the_rest_commits() -> 
     assert stats.reasons == {"db_23514": 1, "invalid_ip": 1}
     # And every message of the batch leaves the queue
     assert len(queue.deleted) == 10
+
+
+async def test_a_reject_the_database_refuses_is_kept_without_its_body() -> None:
+    # Given a database that refuses any reject that has a body (a DBA constraint, say)
+    class PickySink(FakeSink):
+        async def write(self, rows, rejects):  # type: ignore[no-untyped-def]
+            if any(r.body is not None for r in rejects):
+                raise RowRejected("23514", "CheckViolationError, constraint small_bodies")
+            return await super().write(rows, rejects)
+
+    sink, queue = PickySink(), FakeQueue()
+    writer, _, _ = make_writer(sink, queue)
+    # When a batch with three rows and one (validation) reject is flushed
+    await writer.flush(processed(3) + processed(1, start=3, ip="300.0.0.1"))
+    # Then the rows commit, and the reject is kept with the database's reason, no body
+    assert len(sink.rows) == 3
+    kept = sink.rejects["m3"]
+    assert (kept.reason_code, kept.body) == ("db_23514", None)
+    assert "invalid_ip" in kept.reason
+    assert len(queue.deleted) == 4
+
+
+async def test_a_table_that_refuses_every_row_stops_the_service() -> None:
+    sink, queue = FakeSink(refuse=lambda row: True), FakeQueue()
+    writer, _, _ = make_writer(sink, queue)
+    with pytest.raises(DatabaseError, match="refused every row"):
+        await writer.flush(processed(4))
+    # The batch itself is kept as rejects with reasons, not lost
+    assert sorted(sink.rejects) == ["m0", "m1", "m2", "m3"]
+
+
+async def test_a_delete_that_keeps_failing_does_not_stop_the_writer() -> None:
+    class DownQueue(FakeQueue):
+        async def delete(self, receipt_handles):  # type: ignore[no-untyped-def]
+            raise QueueUnavailable("SQS unreachable")
+
+    sink, queue = FakeSink(), DownQueue()
+    writer, _, stats = make_writer(sink, queue)
+    await writer.flush(processed(5))
+    assert len(sink.rows) == 5
+    assert stats.delete_failures == 5

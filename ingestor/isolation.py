@@ -1,0 +1,111 @@
+"""Isolating what the database refuses (PRODUCT.md rule 7: one poison message never fails
+its batch).
+
+When PostgreSQL refuses a batch for a row-level reason (SQLSTATE class 22 or 23: a
+constraint a DBA added, a narrowed column), the batch is bisected until each refused row
+or reject stands alone; that one becomes a `db_<SQLSTATE>` reject and everything else
+commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import orjson
+
+from ingestor.errors import DatabaseError, RowRejected
+from ingestor.models import LoginRow, Processed, Rejection, WriteResult
+
+
+class Sink(Protocol):
+    """The seam to the database: commits rows and rejects in one transaction, or raises
+    `RowRejected` (a row was refused), a `TransientError` or a `PermanentError`."""
+
+    async def write(
+        self, rows: Sequence[LoginRow], rejects: Sequence[Rejection]
+    ) -> WriteResult: ...
+
+
+Digest = Callable[[bytes], str]
+
+
+async def write_isolating(
+    sink: Sink,
+    rows: Sequence[LoginRow],
+    rejects: Sequence[Rejection],
+    batch: Sequence[Processed],
+    digest: Digest,
+) -> tuple[WriteResult, list[Rejection]]:
+    """Write; on a row-level refusal, bisect and reject what the database refuses.
+    Returns the result and the rejections the database caused."""
+    try:
+        return await sink.write(rows, rejects), []
+    except RowRejected as refused:
+        items: list[LoginRow | Rejection] = [*rows, *rejects]
+        if len(items) == 1:
+            return await _write_refused(sink, items[0], refused, batch, digest)
+    middle = len(items) // 2
+    left, left_refused = await write_isolating(sink, *_split(items[:middle]), batch, digest)
+    right, right_refused = await write_isolating(sink, *_split(items[middle:]), batch, digest)
+    return left + right, left_refused + right_refused
+
+
+def _split(items: Sequence[LoginRow | Rejection]) -> tuple[list[LoginRow], list[Rejection]]:
+    rows = [item for item in items if isinstance(item, LoginRow)]
+    return rows, [item for item in items if isinstance(item, Rejection)]
+
+
+async def _write_refused(
+    sink: Sink,
+    item: LoginRow | Rejection,
+    refused: RowRejected,
+    batch: Sequence[Processed],
+    digest: Digest,
+) -> tuple[WriteResult, list[Rejection]]:
+    if isinstance(item, LoginRow):
+        replacement = refused_row(item, refused, _source(item.message_id, batch), digest)
+    else:  # even the reject was refused: keep what surely fits, without the body
+        replacement = refused_reject(item, refused)
+    try:
+        result = await sink.write([], [replacement])
+    except RowRejected as again:
+        raise DatabaseError(f"the rejects table refuses even a minimal row: {again}") from None
+    return WriteResult(0, 0, result.rejected, 1), [replacement]
+
+
+def _source(message_id: str, batch: Sequence[Processed]) -> Processed:
+    return next(item for item in batch if item.message_id == message_id)
+
+
+def refused_row(
+    row: LoginRow, refused: RowRejected, source: Processed, digest: Digest
+) -> Rejection:
+    """A valid row the database refused, as a reject (its fields are already masked)."""
+    body = orjson.dumps(row._asdict()).decode()
+    return Rejection(
+        message_id=row.message_id,
+        reason_code=f"db_{refused.sqlstate}",
+        reason=str(refused),
+        body=body,
+        body_kind="row",
+        body_bytes=len(body),
+        body_digest=digest(body.encode()),
+        sent_at=dt.datetime.fromtimestamp(source.sent_timestamp_ms / 1000, dt.UTC),
+        receive_count=source.receive_count,
+    )
+
+
+def refused_reject(rejection: Rejection, refused: RowRejected) -> Rejection:
+    return Rejection(
+        message_id=rejection.message_id,
+        reason_code=f"db_{refused.sqlstate}",
+        reason=f"{rejection.reason_code}; then {refused}",
+        body=None,
+        body_kind=rejection.body_kind,
+        body_bytes=rejection.body_bytes,
+        body_digest=rejection.body_digest,
+        sent_at=rejection.sent_at,
+        receive_count=rejection.receive_count,
+    )

@@ -1,0 +1,129 @@
+"""Fixtures for fault injection: servers of the test's own (so it may stop them), the
+invariant every fault test ends with, and a report table printed after the run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from ingestor.embedded import EmbeddedPostgres, EmbeddedSqs
+from ingestor.settings import Settings
+from ingestor.sqs import SqsQueue, create_queue, sqs_client
+from tests.conftest import REGION, TEST_KEY
+from tests.integration.helpers import queue_is_empty
+
+
+@dataclass
+class FaultRow:
+    fault: str
+    runs: int
+    messages: int
+    lost: int
+    doubled: int
+    recovery: str
+
+
+REPORT: list[FaultRow] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORT:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("fault injection: nothing lost, nothing doubled")
+    write(f"{'fault':<44} {'runs':>5} {'messages':>9} {'lost':>5} {'doubled':>8}  time to recover")
+    for row in REPORT:
+        write(
+            f"{row.fault:<44} {row.runs:>5} {row.messages:>9,} {row.lost:>5} {row.doubled:>8}"
+            f"  {row.recovery}"
+        )
+
+
+async def check_invariant(
+    connection: asyncpg.Connection, queue: SqsQueue, sent: Sequence[str]
+) -> tuple[int, int]:
+    """Every sent message is once in user_logins or once in the rejects, never both, and the
+    queue is empty. Returns (lost, doubled) after asserting both are zero."""
+    rows = Counter(
+        r["message_id"] for r in await connection.fetch("SELECT message_id FROM user_logins")
+    )
+    rejects = Counter(
+        r["message_id"] for r in await connection.fetch("SELECT message_id FROM ingestor_rejects")
+    )
+    lost = [m for m in sent if rows[m] + rejects[m] == 0]
+    doubled = [m for m in sent if rows[m] + rejects[m] > 1]
+    unknown = (set(rows) | set(rejects)) - set(sent)
+    assert (lost, doubled, unknown) == ([], [], set())
+    assert await queue_is_empty(queue)
+    return len(lost), len(doubled)
+
+
+async def wait_for_queue_empty(queue: SqsQueue, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not await queue_is_empty(queue):
+        assert time.monotonic() < deadline, "the queue did not empty"
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own, which the test may stop and start."""
+    server = EmbeddedPostgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def own_sqs() -> Iterator[EmbeddedSqs]:
+    """An SQS server of this test's own, which the test may stop and start."""
+    server = EmbeddedSqs()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest_asyncio.fixture
+async def fault_queue(sqs_endpoint: str) -> AsyncIterator[SqsQueue]:
+    """A fresh queue with a short visibility timeout on the shared SQS server."""
+    async with sqs_client(REGION, sqs_endpoint) as client:
+        url = await create_queue(
+            client, f"fault-{uuid.uuid4().hex[:12]}", {"VisibilityTimeout": "3"}
+        )
+        yield SqsQueue(client, url)
+        await client.delete_queue(QueueUrl=url)
+
+
+def fault_settings(database_url: str, queue: SqsQueue, endpoint: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "queue_url": queue.url,
+        "database_url": SecretStr(database_url),
+        "hmac_key": SecretStr(TEST_KEY),
+        "sqs_endpoint_url": endpoint,
+        "aws_region": REGION,
+        "drain": True,
+        "drain_wait_seconds": 1,
+        "visibility_timeout": 3,
+        "flush_interval": 0.2,
+        "batch_size": 200,
+        "shutdown_timeout": 5,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+SettingsFactory = Callable[..., Settings]

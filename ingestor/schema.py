@@ -43,13 +43,13 @@ async def migrate(connection: Any) -> list[str]:
             return []
     applied: list[str] = []
     async with mapped_errors(), connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await connection.execute(query("lock_migrations"), MIGRATION_LOCK)
         await connection.execute(query("migrations_table"))
-        done = {r["name"] for r in await connection.fetch("SELECT name FROM ingestor_migrations")}
+        done = {r["name"] for r in await connection.fetch(query("applied_migrations"))}
         for name, sql in migrations():
             if name not in done:
-                await connection.execute(sql)
-                await connection.execute("INSERT INTO ingestor_migrations(name) VALUES ($1)", name)
+                await connection.execute(sql)  # a migration file's text
+                await connection.execute(query("record_migration"), name)
                 applied.append(name)
     for name in applied:
         log.info("applied migration %s", name, extra={"event": "migration", "migration": name})
@@ -72,9 +72,9 @@ async def schema_problems(connection: Any) -> list[str]:
 
 
 async def _pending_migrations(connection: Any) -> list[str]:
-    if await connection.fetchval("SELECT to_regclass('ingestor_migrations')") is None:
+    if not await connection.fetchval(query("migrations_table_exists")):
         return [name for name, _ in migrations()]
-    done = {r["name"] for r in await connection.fetch("SELECT name FROM ingestor_migrations")}
+    done = {r["name"] for r in await connection.fetch(query("applied_migrations"))}
     return [name for name, _ in migrations() if name not in done]
 
 

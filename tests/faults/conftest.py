@@ -4,6 +4,8 @@ invariant every fault test ends with, and a report table printed after the run."
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 import uuid
 from collections import Counter
@@ -42,10 +44,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write = terminalreporter.write_line
     write("")
     write("fault injection: nothing lost, nothing doubled")
-    write(f"{'fault':<44} {'runs':>5} {'messages':>9} {'lost':>5} {'doubled':>8}  time to recover")
+    write(f"{'fault':<48} {'runs':>5} {'messages':>9} {'lost':>5} {'doubled':>8}  time to recover")
     for row in REPORT:
         write(
-            f"{row.fault:<44} {row.runs:>5} {row.messages:>9,} {row.lost:>5} {row.doubled:>8}"
+            f"{row.fault:<48} {row.runs:>5} {row.messages:>9,} {row.lost:>5} {row.doubled:>8}"
             f"  {row.recovery}"
         )
 
@@ -74,6 +76,21 @@ async def wait_for_queue_empty(queue: SqsQueue, within: float) -> None:
     while not await queue_is_empty(queue):
         assert time.monotonic() < deadline, "the queue did not empty"
         await asyncio.sleep(0.5)
+
+
+IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+DEVICE_ID = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+
+
+@pytest.fixture(autouse=True)
+def logs_carry_no_pii_or_key(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every fault test's in-process logs: no address, no device id, no key."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    text = caplog.text
+    assert TEST_KEY not in text
+    assert IPV4.findall(text) == []
+    assert DEVICE_ID.findall(text) == []
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+SELECT to_regclass('ingestor_migrations') IS NOT NULL;

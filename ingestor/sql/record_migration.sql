@@ -1,0 +1,1 @@
+INSERT INTO ingestor_migrations(name) VALUES ($1);

@@ -8,7 +8,7 @@ MINISTACK := ministack>=1.5.30,<2
 # CI re-runs the PostgreSQL tests against this server when it answers.
 CI_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help venv run test test-postgres lint format ci clean
+.PHONY: help venv run test test-faults test-postgres lint format clean
 
 help:
 	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
@@ -34,6 +34,10 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest
+
+# Only the fault-injection tests (crashes, outages, several consumers); `make test` runs them too.
+test-faults: venv
+	$(BIN)/python -m pytest -m faults
 
 # The PostgreSQL tests again, against an outside server (INGESTOR_TEST_DATABASE_URL).
 test-postgres: venv

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingestor.errors import IngestorError
-from ingestor.models import BatchResult, Rejection, WriteResult
+from ingestor.models import BatchResult, Processed, Rejection, WriteResult
 
 log = logging.getLogger("ingestor")
 
@@ -31,6 +31,9 @@ class Hooks:
         self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
     ) -> None:
         """A batch was committed."""
+
+    def on_committed(self, batch: Sequence[Processed]) -> None:
+        """These messages are committed (for lag: now - their sent_timestamp_ms)."""
 
     def on_deleted(self, result: BatchResult) -> None:
         """A committed batch's messages were deleted from the queue (or failed to be)."""
@@ -68,6 +71,10 @@ class HookChain(Hooks):
     ) -> None:
         for hook in self.hooks:
             hook.on_written(result, rejections, seconds)
+
+    def on_committed(self, batch: Sequence[Processed]) -> None:
+        for hook in self.hooks:
+            hook.on_committed(batch)
 
     def on_deleted(self, result: BatchResult) -> None:
         for hook in self.hooks:

@@ -105,6 +105,7 @@ class BatchWriter:
         handles = [item.receipt_handle for item in batch]
         self._inflight.committed(handles)
         self._hooks.on_written(result, [*rejects, *refused], time.perf_counter() - started)
+        self._hooks.on_committed(batch)
         await self._delete(handles)
         if len(rows) > 1 and result.rejected_by_db >= len(rows):
             # Every row refused is a table ingestor cannot write to, not a poison message:

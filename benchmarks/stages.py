@@ -1,0 +1,105 @@
+"""Stages in isolation: the transform stage against a bare parse-and-hash loop, and the
+writer (COPY into staging + merge into the indexed user_logins) against a bare COPY into
+an unindexed, unlogged table."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+
+import asyncpg
+import orjson
+
+from benchmarks.measure import Figure, repeat, repeat_async
+from ingestor.masking import HmacMasker
+from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow
+from ingestor.postgres import PostgresSink, close_pool, create_pool
+from ingestor.schema import migrate
+from ingestor.synthetic import generate
+from ingestor.transform import Transformer
+
+KEY = b"benchmark-key-0123456789abcdef0123456789"
+SENT_MS = 1_700_000_000_000
+
+
+def envelopes(count: int) -> list[Envelope]:
+    events = generate(count, seed=99)
+    return [Envelope(f"m{i}", f"h{i}", e.body, SENT_MS) for i, e in enumerate(events)]
+
+
+def transform_rate(batch: list[Envelope]) -> float:
+    process = Transformer(HmacMasker(KEY)).process
+    started = time.perf_counter()
+    for envelope in batch:
+        process(envelope)
+    return len(batch) / (time.perf_counter() - started)
+
+
+def bare_parse_and_hash_rate(batch: list[Envelope]) -> float:
+    """The floor of the job: parse the JSON and HMAC the two fields, nothing else."""
+    loads, digest = orjson.loads, hmac.digest
+    started = time.perf_counter()
+    for envelope in batch:
+        try:
+            event = loads(envelope.body)
+            digest(KEY, str(event.get("ip")).encode(), hashlib.sha256)
+            digest(KEY, str(event.get("device_id")).encode(), hashlib.sha256)
+        except Exception:  # noqa: S112 - junk costs a parse attempt, as in the stage
+            continue
+    return len(batch) / (time.perf_counter() - started)
+
+
+def transform_figures(count: int, times: int) -> list[Figure]:
+    batch = envelopes(count)
+    return [
+        repeat("transform stage", "records/s", times, lambda: transform_rate(batch)),
+        repeat("bare orjson.loads + hmac.digest", "records/s", times,
+               lambda: bare_parse_and_hash_rate(batch)),
+    ]
+
+
+def login_rows(count: int) -> list[LoginRow]:
+    process = Transformer(HmacMasker(KEY)).process
+    rows = []
+    for envelope in envelopes(count):
+        outcome = process(envelope).outcome
+        if isinstance(outcome, LoginRow):
+            rows.append(outcome._replace(message_id=str(uuid.uuid4())))
+    return rows
+
+
+async def writer_figures(dsn: str, batch_sizes: list[int], rows_per_run: int, times: int) -> list[Figure]:
+    connection = await asyncpg.connect(dsn)
+    await migrate(connection)
+    await connection.execute(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS bench_bare (LIKE user_logins)"
+    )
+    pool = await create_pool(dsn, 2)
+    sink = PostgresSink(pool)
+    figures = []
+    try:
+        for size in batch_sizes:
+            async def merged() -> float:
+                rows = login_rows(rows_per_run)
+                started = time.perf_counter()
+                for i in range(0, len(rows), size):
+                    await sink.write(rows[i : i + size], [])
+                return len(rows) / (time.perf_counter() - started)
+
+            async def bare() -> float:
+                rows = login_rows(rows_per_run)
+                started = time.perf_counter()
+                for i in range(0, len(rows), size):
+                    await connection.copy_records_to_table(
+                        "bench_bare", records=rows[i : i + size], columns=LOGIN_COLUMNS
+                    )
+                return len(rows) / (time.perf_counter() - started)
+
+            figures.append(await repeat_async(f"writer, batches of {size:,}", "rows/s", times, merged))
+            figures.append(await repeat_async(f"bare COPY, batches of {size:,}", "rows/s", times, bare))
+    finally:
+        await close_pool(pool)
+        await connection.close()
+    return figures

@@ -8,12 +8,13 @@ MINISTACK := ministack>=1.5.30,<2
 # CI re-runs the PostgreSQL tests against this server when it answers.
 CI_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help venv run test test-faults test-postgres lint format clean
+.PHONY: help venv run test test-faults test-postgres lint format bench bench-quick clean
 
 help:
 	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
 	@echo "make test  - install and run every test (unit, integration, end-to-end)"
 	@echo "make lint  - ruff check, ruff format --check, mypy --strict"
+	@echo "make bench - throughput benchmarks (about 10 min); make bench-quick (under 2 min)"
 
 venv: $(VENV)/.installed $(SQS_VENV)/.installed
 
@@ -44,6 +45,16 @@ test-postgres: venv
 	INGESTOR_TEST_DATABASE_URL=$${INGESTOR_TEST_DATABASE_URL:-$(CI_DATABASE_URL)} \
 		$(BIN)/python -m pytest -m postgres
 
+# Benchmarks: fauxqs (npm, under benchmarks/.tools) and the seed approach's own venv.
+bench-tools: venv
+	bash benchmarks/tools.sh
+
+bench: bench-tools
+	$(BIN)/python -m benchmarks.bench
+
+bench-quick: bench-tools
+	$(BIN)/python -m benchmarks.bench --quick
+
 lint: venv
 	$(BIN)/ruff check ingestor tests benchmarks
 	$(BIN)/ruff format --check ingestor tests benchmarks
@@ -54,4 +65,4 @@ format: venv
 	$(BIN)/ruff format ingestor tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(SQS_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(SQS_VENV) benchmarks/.tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

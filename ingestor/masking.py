@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from typing import Protocol
 
 IP_DOMAIN = b"ingestor/ip/v1"
 DEVICE_ID_DOMAIN = b"ingestor/device_id/v1"
 BODY_DOMAIN = b"ingestor/reject-body/v1"
 MIN_KEY_BYTES = 32
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 class Masker(Protocol):
@@ -34,11 +37,12 @@ def canonical_ip(text: str) -> str:
 
     Raises ValueError when `text` is not an IPv4 or IPv6 address.
     """
-    try:
-        # Python accepts only the canonical dotted quad here (no leading zeros), so the
-        # input already is its canonical form: skip the cost of str().
-        ipaddress.IPv4Address(text)
+    if _CANONICAL_IPV4.fullmatch(text):
+        # A dotted quad without leading zeros is its own canonical form; one regex call is
+        # several times cheaper than ipaddress's parser on the hot path.
         return text
+    try:
+        return str(ipaddress.IPv4Address(text))  # rejects what the regex did not take
     except ValueError:
         pass
     address = ipaddress.IPv6Address(text)

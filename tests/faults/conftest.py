@@ -90,9 +90,7 @@ def logs_carry_no_pii_or_key(caplog: pytest.LogCaptureFixture) -> Iterator[None]
     caplog.set_level(logging.DEBUG, logger="ingestor")
     yield
     formatter = JsonFormatter()
-    text = "\n".join(
-        formatter.format(r) for r in caplog.records if r.name.startswith("ingestor")
-    )
+    text = "\n".join(formatter.format(r) for r in caplog.records if r.name.startswith("ingestor"))
     assert TEST_KEY not in text
     assert IPV4.findall(text) == []
     assert DEVICE_ID.findall(text) == []

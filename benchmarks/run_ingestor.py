@@ -1,0 +1,68 @@
+"""Run ingestor's service (drain mode) in this process, as `python -m ingestor run --drain`
+does, and print one JSON line: messages, seconds from the first receive to the last delete,
+the process's CPU seconds and peak RSS over that time. Settings from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import sys
+import time
+from collections.abc import Sequence
+
+import orjson
+
+from ingestor.cli import run_async
+from ingestor.hooks import Hooks
+from ingestor.models import BatchResult, Processed
+from ingestor.service import run_service
+from ingestor.settings import load_settings
+
+
+class Clock(Hooks):
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last = 0.0
+        self.deleted = 0
+        self.cpu_at_first = 0.0
+        self.lags: list[float] = []
+
+    def on_received(self, count: int) -> None:
+        if self.first is None:
+            self.first = time.time()  # wall clock: comparable across processes
+            self.cpu_at_first = cpu_seconds()
+
+    def on_committed(self, batch: Sequence[Processed]) -> None:
+        now_ms = time.time() * 1000
+        self.lags.extend(now_ms - item.sent_timestamp_ms for item in batch)
+
+    def on_deleted(self, result: BatchResult) -> None:
+        self.deleted += result.succeeded
+        self.last = time.time()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    clock = Clock()
+    settings = load_settings(drain=True)
+    run_async(run_service(settings, asyncio.Event(), clock))
+    seconds = clock.last - (clock.first or clock.last)
+    report = {
+        "messages": clock.deleted,
+        "started_at": clock.first,
+        "ended_at": clock.last,
+        "seconds": seconds,
+        "rate": clock.deleted / seconds if seconds else 0.0,
+        "cpu_seconds": cpu_seconds() - clock.cpu_at_first,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "lags_ms": sorted(clock.lags) if "--lags" in sys.argv else [],
+    }
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ embedded one (CI runs them both ways)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -108,15 +109,21 @@ async def db(database: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
+@contextlib.asynccontextmanager
+async def temporary_queue(endpoint: str, prefix: str, visibility: int) -> AsyncIterator[SqsQueue]:
+    """A new uniquely named queue, deleted on the way out."""
+    async with sqs_client(REGION, endpoint) as client:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        url = await create_queue(client, name, {"VisibilityTimeout": str(visibility)})
+        yield SqsQueue(client, url)
+        await client.delete_queue(QueueUrl=url)
+
+
 @pytest_asyncio.fixture
 async def sqs_queue(sqs_endpoint: str) -> AsyncIterator[SqsQueue]:
     """A fresh queue (30 s visibility), deleted after the test."""
-    async with sqs_client(REGION, sqs_endpoint) as client:
-        url = await create_queue(
-            client, f"test-{uuid.uuid4().hex[:12]}", {"VisibilityTimeout": "30"}
-        )
-        yield SqsQueue(client, url)
-        await client.delete_queue(QueueUrl=url)
+    async with temporary_queue(sqs_endpoint, "test", visibility=30) as queue:
+        yield queue
 
 
 @pytest.fixture

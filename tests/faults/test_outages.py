@@ -22,10 +22,9 @@ from ingestor.sqs import SqsQueue, create_queue, sqs_client
 from ingestor.synthetic import generate
 from tests.conftest import REGION
 from tests.faults.conftest import (
-    REPORT,
-    FaultRow,
     check_invariant,
     fault_settings,
+    record,
     wait_for_queue_empty,
 )
 
@@ -104,21 +103,17 @@ async def test_postgres_stopped_for_30_seconds(
     await asyncio.wait_for(task, 90)
     connection = await asyncpg.connect(own_postgres.url)
     try:
-        lost, doubled = await check_invariant(connection, fault_queue, sent)
+        await check_invariant(connection, fault_queue, sent)
     finally:
         await connection.close()
     assert stats.replaced == 0, "a held message was redelivered during the outage"
     outage_logs = [r for r in caplog.records if getattr(r, "event", "") == "outage_start"]
     assert [r.stage for r in outage_logs] == ["write"]  # type: ignore[attr-defined]
-    REPORT.append(
-        FaultRow(
-            f"PostgreSQL stopped {OUTAGE_SECONDS}s mid-run",
-            1,
-            len(sent),
-            lost,
-            doubled,
-            f"{clock.first_after(restarted):.1f}s from restart to first commit",
-        )
+    record(
+        f"PostgreSQL stopped {OUTAGE_SECONDS}s mid-run",
+        1,
+        len(sent),
+        f"{clock.first_after(restarted):.1f}s from restart to first commit",
     )
 
 
@@ -136,16 +131,12 @@ async def test_connections_killed_with_pg_terminate_backend(
         await asyncio.sleep(0.3)
     await task
     assert killed > 0
-    lost, doubled = await check_invariant(db, fault_queue, sent)
-    REPORT.append(
-        FaultRow(
-            f"pg_terminate_backend x{killed} during the run",
-            1,
-            len(sent),
-            lost,
-            doubled,
-            "next retry (backoff from 0.2s)",
-        )
+    await check_invariant(db, fault_queue, sent)
+    record(
+        f"pg_terminate_backend x{killed} during the run",
+        1,
+        len(sent),
+        "next retry (backoff from 0.2s)",
     )
 
 
@@ -169,21 +160,17 @@ async def test_sqs_server_stopped_and_restarted(
     # Then the service recovers by itself; one log line when the outage starts, one at its end
     await asyncio.wait_for(task, 120)
     async with sqs_client(REGION, own_sqs.endpoint) as client:
-        lost, doubled = await check_invariant(db, SqsQueue(client, url), sent)
+        await check_invariant(db, SqsQueue(client, url), sent)
     starts = [r.stage for r in caplog.records if getattr(r, "event", "") == "outage_start"]  # type: ignore[attr-defined]
     ends = [r.stage for r in caplog.records if getattr(r, "event", "") == "outage_end"]  # type: ignore[attr-defined]
     assert "receive" in starts
     assert sorted(starts) == sorted(set(starts))  # once per stage, not once per attempt
     assert set(ends) >= {"receive"}
-    REPORT.append(
-        FaultRow(
-            "SQS server stopped 10s and restarted",
-            1,
-            len(sent),
-            lost,
-            doubled,
-            f"{clock.first_after(restarted):.1f}s from restart to next commit",
-        )
+    record(
+        "SQS server stopped 10s and restarted",
+        1,
+        len(sent),
+        f"{clock.first_after(restarted):.1f}s from restart to next commit",
     )
 
 
@@ -202,17 +189,8 @@ async def test_a_flush_slower_than_the_visibility_timeout_is_not_redelivered(
     assert stats.extended > 0
     assert stats.received == len(sent)
     assert stats.replaced == 0
-    lost, doubled = await check_invariant(db, fault_queue, sent)
-    REPORT.append(
-        FaultRow(
-            "flush blocked 9s, visibility 3s",
-            1,
-            len(sent),
-            lost,
-            doubled,
-            "no redelivery (heartbeat)",
-        )
-    )
+    await check_invariant(db, fault_queue, sent)
+    record("flush blocked 9s, visibility 3s", 1, len(sent), "no redelivery (heartbeat)")
 
 
 async def test_when_the_heartbeat_cannot_help_the_upsert_still_leaves_one_row(
@@ -241,14 +219,5 @@ async def test_when_the_heartbeat_cannot_help_the_upsert_still_leaves_one_row(
     await asyncio.wait_for(asyncio.gather(first, second), 30)
     # Then messages were received more than once, and each is still one row
     assert first_stats.received + second_stats.received > len(sent)
-    lost, doubled = await check_invariant(db, fault_queue, sent)
-    REPORT.append(
-        FaultRow(
-            "heartbeat given up: redelivered during flush",
-            2,
-            len(sent),
-            lost,
-            doubled,
-            "upsert by message_id",
-        )
-    )
+    await check_invariant(db, fault_queue, sent)
+    record("heartbeat given up: redelivered during flush", 2, len(sent), "upsert by message_id")

@@ -21,7 +21,7 @@ from ingestor.service import run_service
 from ingestor.sqs import SqsQueue, create_queue, sqs_client
 from ingestor.synthetic import generate
 from tests.conftest import REGION, service_env
-from tests.faults.conftest import REPORT, FaultRow, check_invariant, fault_settings
+from tests.faults.conftest import check_invariant, fault_settings, record
 from tests.faults.test_outages import hold_lock, wait_until
 from tests.integration.helpers import find_plaintext, plaintext_pii, queue_is_empty
 
@@ -78,16 +78,12 @@ async def test_sigterm_with_uncommitted_work_hands_it_back_at_once(
         sys.executable, "-m", "ingestor", "run", "--drain", env={**env, "INGESTOR_DRAIN": "true"}
     )
     assert await asyncio.wait_for(rerun.wait(), 60) == 0
-    lost, doubled = await check_invariant(db, fault_queue, sent)
-    REPORT.append(
-        FaultRow(
-            "SIGTERM with commits blocked (timeout 2s)",
-            2,
-            len(sent),
-            lost,
-            doubled,
-            f"visible again {took:.1f}s after SIGTERM",
-        )
+    await check_invariant(db, fault_queue, sent)
+    record(
+        "SIGTERM with commits blocked (timeout 2s)",
+        2,
+        len(sent),
+        f"visible again {took:.1f}s after SIGTERM",
     )
 
 
@@ -115,18 +111,14 @@ async def test_a_database_down_at_start_up_is_waited_for(
     await asyncio.wait_for(task, 60)
     connection = await asyncpg.connect(own_postgres.url)
     try:
-        lost, doubled = await check_invariant(connection, fault_queue, sent)
+        await check_invariant(connection, fault_queue, sent)
     finally:
         await connection.close()
-    REPORT.append(
-        FaultRow(
-            "PostgreSQL down at start-up (3s)",
-            1,
-            len(sent),
-            lost,
-            doubled,
-            f"{time.monotonic() - started:.1f}s from its start to drained",
-        )
+    record(
+        "PostgreSQL down at start-up (3s)",
+        1,
+        len(sent),
+        f"{time.monotonic() - started:.1f}s from its start to drained",
     )
 
 
@@ -168,21 +160,17 @@ async def test_three_consumers_with_redeliveries_on_one_queue(
     await wait_queue_drained(env, fault_queue)
     connection = await asyncpg.connect(empty_database)
     try:
-        lost, doubled = await check_invariant(connection, fault_queue, sent)
+        await check_invariant(connection, fault_queue, sent)
     finally:
         await connection.close()
     logs = b"".join(err for _, err in outputs).decode()
     assert "deadlock" not in logs.lower()
     assert [value for value in plaintext_pii(bodies) if value in logs] == []
-    REPORT.append(
-        FaultRow(
-            "3 consumers, 20,000 messages, 200 redelivered",
-            3,
-            len(sent),
-            lost,
-            doubled,
-            f"{time.monotonic() - started:.1f}s to drain",
-        )
+    record(
+        "3 consumers, 20,000 messages, 200 redelivered",
+        3,
+        len(sent),
+        f"{time.monotonic() - started:.1f}s to drain",
     )
 
 
@@ -249,18 +237,9 @@ async def test_messages_that_keep_failing_end_in_the_dlq_which_drains_like_a_que
             sys.executable, "-m", "ingestor", "run", "--drain", env=env
         )
         assert await asyncio.wait_for(process.wait(), 60) == 0
-        lost, doubled = await check_invariant(db, dlq, sent)
+        await check_invariant(db, dlq, sent)
         assert await find_plaintext(db, plaintext_pii(bodies)) == []
-    REPORT.append(
-        FaultRow(
-            "transient failures past maxReceiveCount -> DLQ",
-            3,
-            len(sent),
-            lost,
-            doubled,
-            "drained from the DLQ",
-        )
-    )
+    record("transient failures past maxReceiveCount -> DLQ", 3, len(sent), "drained from the DLQ")
 
 
 async def visible_and_held(queue: SqsQueue, count: int) -> bool:

@@ -169,16 +169,15 @@ async def latency_memory_scale(report: Report, endpoint: str, dsn: str, sizes: S
     )
 
 
-async def run(sizes: Sizes, quick: bool) -> Report:
+async def run(sizes: Sizes, quick: bool, dsn: str, endpoint: str) -> Report:
     report = Report(quick)
-    with embedded_postgres() as dsn, fauxqs_server() as endpoint:
-        connection = await asyncpg.connect(dsn)
-        await migrate(connection)
-        await connection.close()
-        await end_to_end(report, endpoint, dsn, sizes)
-        await stage_figures(report, dsn, sizes)
-        await simulated_sqs(report, dsn, sizes)
-        await latency_memory_scale(report, endpoint, dsn, sizes)
+    connection = await asyncpg.connect(dsn)
+    await migrate(connection)
+    await connection.close()
+    await end_to_end(report, endpoint, dsn, sizes)
+    await stage_figures(report, dsn, sizes)
+    await simulated_sqs(report, dsn, sizes)
+    await latency_memory_scale(report, endpoint, dsn, sizes)
     return report
 
 
@@ -227,7 +226,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    report = asyncio.run(run(QUICK if args.quick else FULL, args.quick))
+    with embedded_postgres() as dsn, fauxqs_server() as endpoint:
+        report = asyncio.run(run(QUICK if args.quick else FULL, args.quick, dsn, endpoint))
     seconds = time.perf_counter() - started
     RESULTS.mkdir(exist_ok=True)
     name = "quick" if args.quick else "latest"

@@ -45,7 +45,9 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
 async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
     settings.require("queue_url")
     assert settings.queue_url is not None
-    connections = settings.receivers + 2 * settings.writers + 2
+    # Long polls hold one connection each; each writer's deletes and the heartbeat may use
+    # up to 16 at once (sqs._CONCURRENT_BATCH_CALLS).
+    connections = settings.receivers + 16 * (settings.writers + 1)
     async with sqs_client(settings.region, settings.sqs_endpoint_url, connections) as client:
         yield SqsQueue(client, settings.queue_url)
 

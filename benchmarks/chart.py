@@ -35,7 +35,7 @@ def main(path: str) -> None:
     for axis, (title, figures) in zip(axes if len(groups) > 1 else [axes], groups, strict=True):
         bars(axis, figures, title)
     fig.suptitle(f"ingestor benchmarks ({results['machine']})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(Path(path).with_suffix(".png"), dpi=110)
 
 

@@ -20,7 +20,8 @@ from ingestor.settings import load_settings
 
 
 class Clock(Hooks):
-    def __init__(self) -> None:
+    def __init__(self, keep_lags: bool) -> None:
+        self.keep_lags = keep_lags  # only when asked: the list grows with the queue
         self.first: float | None = None
         self.last = 0.0
         self.deleted = 0
@@ -33,6 +34,8 @@ class Clock(Hooks):
             self.cpu_at_first = cpu_seconds()
 
     def on_committed(self, batch: Sequence[Processed]) -> None:
+        if not self.keep_lags:
+            return
         now_ms = time.time() * 1000
         self.lags.extend(now_ms - item.sent_timestamp_ms for item in batch)
 
@@ -47,7 +50,7 @@ def cpu_seconds() -> float:
 
 
 def main() -> None:
-    clock = Clock()
+    clock = Clock(keep_lags="--lags" in sys.argv)
     settings = load_settings(drain=True)
     run_async(run_service(settings, asyncio.Event(), clock))
     seconds = clock.last - (clock.first or clock.last)
@@ -59,7 +62,7 @@ def main() -> None:
         "rate": clock.deleted / seconds if seconds else 0.0,
         "cpu_seconds": cpu_seconds() - clock.cpu_at_first,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "lags_ms": sorted(clock.lags) if "--lags" in sys.argv else [],
+        "lags_ms": sorted(clock.lags),
     }
     sys.stdout.write(orjson.dumps(report).decode() + "\n")
 

@@ -2,8 +2,9 @@
 
 A batch is flushed when it reaches `batch_size` or `flush_interval` after its first message.
 Its rows and rejects commit in one transaction through the `Sink`; only then are its
-messages deleted (PRODUCT.md rule 5). A row the database refuses is isolated by bisecting
-the batch and becomes a reject with its SQLSTATE; the rest of the batch commits (rule 7).
+messages deleted (PRODUCT.md rule 5). Rows the database refuses are isolated as rejects
+(`isolation.py`) and the rest of the batch commits (rule 7); a failed delete never fails the
+pipeline (the message comes back and upserts onto its row).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.schema import migrate
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue, sqs_client
+from ingestor.sqs_wire import WireSqs, endpoint_for, wire_session
 from ingestor.transform import Transformer
 
 log = logging.getLogger("ingestor")
@@ -49,7 +50,12 @@ async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
     # up to 16 at once (sqs._CONCURRENT_BATCH_CALLS).
     connections = settings.receivers + 16 * (settings.writers + 1)
     async with sqs_client(settings.region, settings.sqs_endpoint_url, connections) as client:
-        yield SqsQueue(client, settings.queue_url)
+        if settings.sqs_client == "botocore":
+            yield SqsQueue(client, settings.queue_url)
+            return
+        endpoint = endpoint_for(settings.region, settings.sqs_endpoint_url)
+        async with wire_session(connections) as http:
+            yield WireSqs(client, settings.queue_url, http, endpoint, settings.region)
 
 
 @asynccontextmanager

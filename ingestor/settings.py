@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "text", "json"] = "auto"
     allow_demo_key: bool = False
+    sqs_client: Literal["wire", "botocore"] = "wire"
     demo_events: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
     demo_seed: int = 7
 

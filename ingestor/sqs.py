@@ -23,7 +23,7 @@ SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
 _CONCURRENT_BATCH_CALLS = 16  # per *Batch request, so a big heartbeat cannot crowd out deletes
 _ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
 # Codes that say "this will never work": wrong queue, wrong account, wrong credentials.
-_PERMANENT_CODES = frozenset(
+PERMANENT_CODES = frozenset(
     {
         "AWS.SimpleQueueService.NonExistentQueue",
         "QueueDoesNotExist",
@@ -62,7 +62,7 @@ class SqsQueue:
         async def call(entries: list[dict[str, str]]) -> Any:
             return await self._client.delete_message_batch(QueueUrl=self.url, Entries=entries)
 
-        return await _in_batches(receipt_handles, call, {})
+        return await run_in_batches(receipt_handles, call, {})
 
     async def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> BatchResult:
         async def call(entries: list[dict[str, Any]]) -> Any:
@@ -70,7 +70,7 @@ class SqsQueue:
                 QueueUrl=self.url, Entries=entries
             )
 
-        return await _in_batches(receipt_handles, call, {"VisibilityTimeout": seconds})
+        return await run_in_batches(receipt_handles, call, {"VisibilityTimeout": seconds})
 
     async def depth(self) -> int:
         """Messages waiting (visible) in the queue, as SQS approximates it."""
@@ -143,7 +143,7 @@ def _envelope(message: dict[str, Any]) -> Envelope:
     )
 
 
-async def _in_batches(
+async def run_in_batches(
     handles: Sequence[str],
     call: Callable[[list[dict[str, Any]]], Awaitable[Any]],
     extra: dict[str, Any],
@@ -217,6 +217,6 @@ def _client_error(error: ClientError) -> QueueError | QueueUnavailable:
     code = str(error.response.get("Error", {}).get("Code", "Unknown"))
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     transient = "Throttl" in code or "OverLimit" in code or status >= 500 or status == 0
-    if code in _PERMANENT_CODES or not transient:
+    if code in PERMANENT_CODES or not transient:
         return QueueError(f"SQS refused the call: {code}")
     return QueueUnavailable(f"SQS error: {code}")

@@ -56,7 +56,7 @@ class SqsQueue:
                 MessageSystemAttributeNames=_ATTRIBUTES,
             )
         )
-        return [_envelope(message) for message in response.get("Messages", ())]
+        return [envelope_from(message) for message in response.get("Messages", ())]
 
     async def delete(self, receipt_handles: Sequence[str]) -> BatchResult:
         async def call(entries: list[dict[str, str]]) -> Any:
@@ -130,7 +130,8 @@ async def create_queue(client: Any, name: str, attributes: dict[str, str] | None
     return str(response["QueueUrl"])
 
 
-def _envelope(message: dict[str, Any]) -> Envelope:
+def envelope_from(message: dict[str, Any]) -> Envelope:
+    """An `Envelope` from one message of a ReceiveMessage response (either client's)."""
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
     return Envelope(
@@ -216,6 +217,11 @@ async def _mapped(call: Awaitable[T]) -> T:
 def _client_error(error: ClientError) -> QueueError | QueueUnavailable:
     code = str(error.response.get("Error", {}).get("Code", "Unknown"))
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return error_for(code, status)
+
+
+def error_for(code: str, status: int) -> QueueError | QueueUnavailable:
+    """An SQS error code and HTTP status as the ingestor's own error (either client's)."""
     transient = "Throttl" in code or "OverLimit" in code or status >= 500 or status == 0
     if code in PERMANENT_CODES or not transient:
         return QueueError(f"SQS refused the call: {code}")

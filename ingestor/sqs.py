@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -21,7 +22,7 @@ from ingestor.models import BatchResult, Envelope
 
 SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
 _CONCURRENT_BATCH_CALLS = 16  # per *Batch request, so a big heartbeat cannot crowd out deletes
-_ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
+ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
 # Codes that say "this will never work": wrong queue, wrong account, wrong credentials.
 PERMANENT_CODES = frozenset(
     {
@@ -53,7 +54,7 @@ class SqsQueue:
                 MaxNumberOfMessages=SQS_BATCH,
                 WaitTimeSeconds=wait_seconds,
                 VisibilityTimeout=visibility_timeout,
-                MessageSystemAttributeNames=_ATTRIBUTES,
+                MessageSystemAttributeNames=ATTRIBUTES,
             )
         )
         return [envelope_from(message) for message in response.get("Messages", ())]
@@ -205,13 +206,8 @@ async def _mapped(call: Awaitable[T]) -> T:
         raise _client_error(error) from None
     except NoCredentialsError:
         raise QueueError("no AWS credentials found (AWS_ACCESS_KEY_ID or a role)") from None
-    except (BotoCoreError, OSError, TimeoutError) as error:
+    except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as error:
         raise QueueUnavailable(f"SQS unreachable: {type(error).__name__}") from None
-    except Exception as error:
-        # aiohttp's errors are not OSErrors; anything else from the transport is transient.
-        if type(error).__module__.startswith("aiohttp"):
-            raise QueueUnavailable(f"SQS unreachable: {type(error).__name__}") from None
-        raise
 
 
 def _client_error(error: ClientError) -> QueueError | QueueUnavailable:

@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSRequest
 from ingestor.errors import QueueError, QueueUnavailable
 from ingestor.models import BatchResult, Envelope
 from ingestor.sqs import (
-    _ATTRIBUTES,
+    ATTRIBUTES,
     SQS_BATCH,
     SqsQueue,
     envelope_from,
@@ -54,7 +54,7 @@ class WireSqs(SqsQueue):
                 "MaxNumberOfMessages": SQS_BATCH,
                 "WaitTimeSeconds": wait_seconds,
                 "VisibilityTimeout": visibility_timeout,
-                "MessageSystemAttributeNames": _ATTRIBUTES,
+                "MessageSystemAttributeNames": ATTRIBUTES,
             },
         )
         return [envelope_from(message) for message in response.get("Messages", ())]

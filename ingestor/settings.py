@@ -35,13 +35,13 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("INGESTOR_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
-    receivers: Annotated[int, Field(ge=1, le=256)] = 4
+    receivers: Annotated[int, Field(ge=1, le=256)] = 16
     receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
     drain: bool = False
     drain_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
     visibility_timeout: Annotated[int, Field(ge=1, le=43_200)] = 120
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2_000
-    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     buffer_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
     writers: Annotated[int, Field(ge=1, le=32)] = 2
     shutdown_timeout: Annotated[float, Field(gt=0, le=3_600)] = 30.0

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestor.errors import ConfigError
+from ingestor.keys import decode_key
 from ingestor.masking import MIN_KEY_BYTES
 
 ENV_PREFIX = "INGESTOR_"
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "text", "json"] = "auto"
     allow_demo_key: bool = False
     sqs_client: Literal["wire", "botocore"] = "wire"
+    vault_public_key: str | None = Field(
+        None, description="vault public key (base64); unset: no vault, no recovery"
+    )
+    vault_cache_size: Annotated[int, Field(ge=0, le=10_000_000)] = 200_000
     demo_events: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
     demo_seed: int = 7
 
@@ -65,6 +70,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must be at least {MIN_KEY_BYTES} bytes (generate one: openssl rand -hex 32)"
             )
+        return value
+
+    @field_validator("vault_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_key(value)  # a ValueError names the problem, never the key
         return value
 
     @field_validator("database_url")
@@ -96,6 +108,10 @@ class Settings(BaseSettings):
         if self.hmac_key is None:
             raise ConfigError(env_name("hmac_key"), "is required")
         return self.hmac_key.get_secret_value().encode()
+
+    @property
+    def vault_key(self) -> bytes | None:
+        return None if self.vault_public_key is None else decode_key(self.vault_public_key)
 
     @property
     def dsn(self) -> str:

@@ -14,7 +14,13 @@ from typing import Any
 
 from ingestor.audit import Request
 from ingestor.errors import ConfigError
-from ingestor.keys import generate_key_pair, read_private_key, vault_key_id, write_private_key
+from ingestor.keys import (
+    generate_key_pair,
+    public_key_of,
+    read_private_key,
+    vault_key_id,
+    write_private_key,
+)
 from ingestor.masking import MIN_KEY_BYTES
 from ingestor.settings import Settings
 
@@ -49,7 +55,7 @@ def _add_rekey(commands: Any) -> None:
         metavar="VAR",
         help="environment variable holding the new HMAC key (never on the command line)",
     )
-    rekey.add_argument("--batch-size", type=int, default=10_000, help="vault rows per commit")
+    rekey.add_argument("--batch-size", type=_positive, default=10_000, help="vault rows per commit")
     _audit_flags(rekey, reason_required=False)
 
 
@@ -62,6 +68,17 @@ def _add_rejects(commands: Any) -> None:
     replay.add_argument("--reason", dest="reject_reason", help="only this reason code")
     _private_key_flag(replay)
     replay.add_argument("--actor", help="who replays (default: the OS user)")
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (a batch of 0 would rekey nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _private_key_flag(parser: argparse.ArgumentParser, text: str = "vault private key") -> None:
@@ -184,16 +201,27 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.replay import Replay, replay  # noqa: PLC0415
     from ingestor.service import build_masker, open_pool  # noqa: PLC0415
     from ingestor.transform import Transformer  # noqa: PLC0415
-    from ingestor.vault import Opener  # noqa: PLC0415
+    from ingestor.vault import Opener, Sealer, VaultingMasker  # noqa: PLC0415
 
     settings.require("hmac_key")
-    opener = Opener(read_private_key(args.private_key_file))
+    private_key = read_private_key(args.private_key_file)
+    opener = Opener(private_key)
     reason = args.reject_reason
     request = _request(args, f"replay of rejects ({reason or 'every reason'})")
+    # Replay always seals: a message rejected again must keep its original body, and a row
+    # it loads must have its values in the vault. Without INGESTOR_VAULT_PUBLIC_KEY set,
+    # seal to the public half of the private key the rejects are opened with.
+    masker = (
+        build_masker(settings)
+        if settings.vault_key is not None
+        else VaultingMasker(
+            settings.key_bytes, Sealer(public_key_of(private_key)), settings.vault_cache_size
+        )
+    )
 
     async def work(connection: Any) -> Any:
         async with open_pool(settings) as pool:
-            tools = Replay(opener, Transformer(build_masker(settings)), PostgresSink(pool))
+            tools = Replay(opener, Transformer(masker), PostgresSink(pool))
             return await replay(connection, tools, request, reason)
 
     total = _run(settings, work)

@@ -4,7 +4,8 @@ For each token: its vault row is deleted (the value can never be revealed again)
 occurrence is replaced with a random tombstone, in `user_logins` and in the rejects, in one
 transaction with its audit row. A tombstone rather than the token, because whoever holds
 the HMAC key could otherwise confirm a guess (an IPv4 address is 2^32 guesses). Rejects
-that held the token also lose their sealed original body, which contains the value.
+that held the token also lose their sealed original body, which contains the value, and
+their keyed body digest, which would confirm a guess of it.
 New events carrying the same value later are masked (and vaulted) as usual.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from ingestor.audit import Request, record
 from ingestor.queries import query
@@ -28,8 +31,22 @@ class Erased:
 
 
 async def user_tokens(connection: Any, user_id: str) -> list[str]:
-    """Every token in the user's rows and rejects."""
-    return [row["token"] for row in await connection.fetch(query("user_tokens"), user_id)]
+    """Every token in the user's rows and rejects (tombstones excluded)."""
+    tokens = [row["token"] for row in await connection.fetch(query("user_tokens"), user_id)]
+    written = orjson.dumps(user_id).decode()[1:-1]  # the id as it stands in a JSON body
+    for reject in await connection.fetch(query("user_rejects"), written):
+        if _user_id_text(orjson.loads(reject["body"]).get("user_id")) == user_id:
+            tokens.extend(t for t in reject["pii_tokens"] if not is_tombstone(t))
+    return list(dict.fromkeys(tokens))
+
+
+def _user_id_text(value: Any) -> str | None:
+    """The body's user_id as text, as `->>` gives it: a string, or a number's JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    return None
 
 
 async def forget(
@@ -45,5 +62,8 @@ async def forget(
     return Erased(len(wanted), int(status.split()[-1]), rows, rejects)
 
 
-def _drop_sealed_body(sealed: bytes | None, key_id: str | None) -> tuple[None, None]:
-    return None, None  # the sealed original holds the erased value
+def _drop_sealed_body(sealed: bytes | None, key_id: str | None) -> tuple[None, str]:
+    # The sealed original holds the erased value; so does the keyed digest of the original
+    # (or of a refused row's body with the token in it): whoever holds the HMAC key could
+    # test a guess against it. A random tombstone replaces it too.
+    return None, tombstone()

@@ -73,6 +73,8 @@ def write_private_key(path: Path, private_key: bytes, key_id: str) -> None:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path} exists; refusing to overwrite a key") from None
+    except OSError as error:  # no such directory, no permission
+        raise KeyFileError(f"cannot create the private key file {path}: {error.strerror}") from None
     with os.fdopen(descriptor, "w") as file:
         file.write(f"# ingestor vault private key {key_id}: keep offline, never on the loader\n")
         file.write(base64.b64encode(private_key).decode() + "\n")

@@ -85,11 +85,17 @@ def _keep_body(sealed: bytes | None, key_id: str | None) -> tuple[bytes | None, 
 
 async def _redigest_rejects(connection: Any, opener: Opener, masker: HmacMasker) -> int:
     """Every reject's keyed body digest, recomputed under the new key from its sealed
-    original (deterministic: running it again changes nothing). Returns how many."""
+    original, or from its body for a refused row (as the writer digests it); deterministic:
+    running it again changes nothing. Returns how many."""
     rows = await connection.fetch(query("sealed_rejects"))
-    updates = [
-        (row["message_id"], masker.digest_body(opener.open(row["sealed_body"], row["key_id"])))
-        for row in rows
-    ]
+    updates = [(row["message_id"], masker.digest_body(_digested(row, opener))) for row in rows]
     await connection.executemany(query("set_reject_digest"), updates)
     return len(updates)
+
+
+def _digested(reject: Any, opener: Opener) -> bytes:
+    """What the reject's digest is of: its original body, or a refused row's masked body."""
+    if reject["sealed_body"] is not None:
+        return opener.open(reject["sealed_body"], reject["key_id"])
+    body: str = reject["body"]
+    return body.encode()

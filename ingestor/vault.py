@@ -57,7 +57,7 @@ class VaultingMasker:
         self.sealer = sealer
         self._known: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self._size = cache_size
-        self._pending: list[VaultEntry] = []
+        self._pending: dict[str, VaultEntry] = {}  # this message's, one per token
 
     def __repr__(self) -> str:
         return f"VaultingMasker(key_id={self.sealer.key_id!r})"
@@ -78,7 +78,7 @@ class VaultingMasker:
         """The entries made since the last call."""
         if not self._pending:
             return ()
-        entries, self._pending = tuple(self._pending), []
+        entries, self._pending = tuple(self._pending.values()), {}
         return entries
 
     def remember(self, tokens: list[str]) -> None:
@@ -90,10 +90,10 @@ class VaultingMasker:
             del known[next(iter(known))]
 
     def _vaulted(self, field: str, token: str, plaintext: str) -> str:
-        if token not in self._known:
+        if token not in self._known and token not in self._pending:
             sealed = self.sealer.seal(plaintext.encode("utf-8", "surrogatepass"))
             ids = self.sealer.key_id, self._mask_key_id
-            self._pending.append(VaultEntry(token, field, sealed, *ids))
+            self._pending[token] = VaultEntry(token, field, sealed, *ids)
         return token
 
 

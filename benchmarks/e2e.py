@@ -116,7 +116,9 @@ async def seed_run(endpoint: str, dsn: str, count: int) -> dict[str, Any]:
     return await run_json(command, ingestor_env(endpoint, url, dsn))
 
 
-async def latency_run(endpoint: str, dsn: str, rate: int, seconds: float) -> dict[str, Any]:
+async def latency_run(
+    endpoint: str, dsn: str, rate: int, seconds: float, **settings: str
+) -> dict[str, Any]:
     """Offer `rate` messages/s for `seconds` while ingestor runs; lag = commit - SentTimestamp."""
     async with sqs_client("us-east-1", endpoint) as client:
         url = await create_queue(
@@ -125,7 +127,7 @@ async def latency_run(endpoint: str, dsn: str, rate: int, seconds: float) -> dic
         queue = SqsQueue(client, url)
         await fresh_tables(dsn)
         command = [sys.executable, "-m", "benchmarks.run_ingestor", "--lags"]
-        env = ingestor_env(endpoint, url, dsn, drain_wait_seconds="5")
+        env = ingestor_env(endpoint, url, dsn, drain_wait_seconds="5", **settings)
         consumer = asyncio.create_task(run_json(command, env))
         bodies = [e.body for e in generate(int(rate * seconds), seed=3)]
         tick = 0.05

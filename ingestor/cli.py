@@ -1,4 +1,4 @@
-"""`python -m ingestor [run|migrate|check|demo]`.
+"""`python -m ingestor [run|migrate|check|demo|keys|reveal|forget|rekey|rejects]`.
 
 Exit codes: 0 success; 1 a runtime failure that retrying cannot fix; 2 a bad setting
 (one line naming the variable).
@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ingestor import __version__
+from ingestor.admin import HANDLERS, add_commands
 from ingestor.errors import ConfigError, IngestorError
 from ingestor.hooks import HookChain, LogHooks, Stats
 from ingestor.logs import configure
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--seed", type=int, default=None, help=_flag_help("random seed of the events", "demo_seed")
     )
+    add_commands(commands)
     return parser
 
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(**overrides)
         configure(settings.log_level, settings.log_format)
+        if command in HANDLERS:
+            return HANDLERS[command](settings, args)
         return COMMANDS[command](settings)
     except ConfigError as error:
         print(f"ingestor: configuration error: {error}", file=sys.stderr)

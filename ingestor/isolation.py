@@ -11,44 +11,57 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
 
 from ingestor.errors import DatabaseError, RowRejected
-from ingestor.models import LoginRow, Processed, Rejection, WriteResult
+from ingestor.models import LoginRow, Processed, Rejection, VaultEntry, WriteResult
 
 
 class Sink(Protocol):
-    """The seam to the database: commits rows and rejects in one transaction, or raises
-    `RowRejected` (a row was refused), a `TransientError` or a `PermanentError`."""
+    """The seam to the database: commits rows, rejects and vault entries in one
+    transaction, or raises `RowRejected` (a row was refused), a `TransientError` or a
+    `PermanentError`."""
 
     async def write(
-        self, rows: Sequence[LoginRow], rejects: Sequence[Rejection]
+        self,
+        rows: Sequence[LoginRow],
+        rejects: Sequence[Rejection],
+        vault: Sequence[VaultEntry] = (),
     ) -> WriteResult: ...
 
 
 Digest = Callable[[bytes], str]
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What isolation needs besides the rows and rejects: the processed messages (for a
+    refused row's metadata), the keyed digest, and the batch's vault entries (they go with
+    every part, as inserting one twice does nothing, so a refused row's tokens stay
+    revealable in its reject)."""
+
+    items: Sequence[Processed]
+    digest: Digest
+    vault: Sequence[VaultEntry] = ()
+
+
 async def write_isolating(
-    sink: Sink,
-    rows: Sequence[LoginRow],
-    rejects: Sequence[Rejection],
-    batch: Sequence[Processed],
-    digest: Digest,
+    sink: Sink, rows: Sequence[LoginRow], rejects: Sequence[Rejection], batch: Batch
 ) -> tuple[WriteResult, list[Rejection]]:
     """Write; on a row-level refusal, bisect and reject what the database refuses.
     Returns the result and the rejections the database caused."""
     try:
-        return await sink.write(rows, rejects), []
+        return await sink.write(rows, rejects, batch.vault), []
     except RowRejected as refused:
         items: list[LoginRow | Rejection] = [*rows, *rejects]
         if len(items) == 1:
-            return await _write_refused(sink, items[0], refused, batch, digest)
+            return await _write_refused(sink, items[0], refused, batch)
     middle = len(items) // 2
-    left, left_refused = await write_isolating(sink, *_split(items[:middle]), batch, digest)
-    right, right_refused = await write_isolating(sink, *_split(items[middle:]), batch, digest)
+    left, left_refused = await write_isolating(sink, *_split(items[:middle]), batch)
+    right, right_refused = await write_isolating(sink, *_split(items[middle:]), batch)
     return left + right, left_refused + right_refused
 
 
@@ -58,18 +71,15 @@ def _split(items: Sequence[LoginRow | Rejection]) -> tuple[list[LoginRow], list[
 
 
 async def _write_refused(
-    sink: Sink,
-    item: LoginRow | Rejection,
-    refused: RowRejected,
-    batch: Sequence[Processed],
-    digest: Digest,
+    sink: Sink, item: LoginRow | Rejection, refused: RowRejected, batch: Batch
 ) -> tuple[WriteResult, list[Rejection]]:
     if isinstance(item, LoginRow):
-        replacement = refused_row(item, refused, _source(item.message_id, batch), digest)
+        source = _source(item.message_id, batch.items)
+        replacement = refused_row(item, refused, source, batch.digest)
     else:  # even the reject was refused: keep what surely fits, without the body
         replacement = refused_reject(item, refused)
     try:
-        result = await sink.write([], [replacement])
+        result = await sink.write([], [replacement], batch.vault)
     except RowRejected as again:
         raise DatabaseError(f"the rejects table refuses even a minimal row: {again}") from None
     return WriteResult(0, 0, result.rejected, 1), [replacement]
@@ -84,6 +94,7 @@ def refused_row(
 ) -> Rejection:
     """A valid row the database refused, as a reject (its fields are already masked)."""
     body = orjson.dumps(row._asdict()).decode()
+    tokens = tuple(token for token in (row.masked_ip, row.masked_device_id) if token)
     return Rejection(
         message_id=row.message_id,
         reason_code=f"db_{refused.sqlstate}",
@@ -94,6 +105,7 @@ def refused_row(
         body_digest=digest(body.encode()),
         sent_at=dt.datetime.fromtimestamp(source.sent_timestamp_ms / 1000, dt.UTC),
         receive_count=source.receive_count,
+        pii_tokens=tokens,
     )
 
 
@@ -108,4 +120,7 @@ def refused_reject(rejection: Rejection, refused: RowRejected) -> Rejection:
         body_digest=rejection.body_digest,
         sent_at=rejection.sent_at,
         receive_count=rejection.receive_count,
+        # Without its body it holds no tokens; the sealed original fits (bytea, no limits).
+        sealed_body=rejection.sealed_body,
+        key_id=rejection.key_id,
     )

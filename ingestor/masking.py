@@ -31,6 +31,10 @@ class Masker(Protocol):
 
     def digest_body(self, body: bytes) -> str: ...
 
+    def seal_body(self, body: bytes) -> tuple[bytes, str] | None:
+        """The body sealed to the vault key, and that key's id; None without a vault."""
+        ...
+
 
 def canonical_ip(text: str) -> str:
     """The one spelling of an address: compressed, IPv4-mapped IPv6 as IPv4.
@@ -75,6 +79,9 @@ class HmacMasker:
 
     def digest_body(self, body: bytes) -> str:
         return _token(self._body, body)
+
+    def seal_body(self, body: bytes) -> None:
+        return None  # no vault: a body that cannot be redacted is not kept
 
 
 def _token(keyed: hmac.HMAC, value: bytes) -> str:

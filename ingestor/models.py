@@ -35,11 +35,27 @@ LOGIN_COLUMNS: tuple[str, ...] = LoginRow._fields
 
 
 @dataclass(frozen=True, slots=True)
+class VaultEntry:
+    """One distinct PII value, sealed, under the token that stands for it in the tables."""
+
+    token: str
+    field: str
+    sealed: bytes
+    key_id: str  # the vault key pair it is sealed to
+    mask_key_id: str  # the HMAC key the token was made with
+
+
+VAULT_COLUMNS: tuple[str, ...] = ("token", "field", "sealed", "key_id", "mask_key_id")
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """A message that will not become a row, with a reason a person can act on.
 
-    `body` is the JSON object with its PII fields masked, or None when the body is not a
-    JSON object (then only its kind, size and keyed digest are kept).
+    `body` is the JSON object with its PII fields masked (their tokens in `pii_tokens`), or
+    None when the body is not a JSON object (then only its kind, size and keyed digest are
+    kept). With the vault on, `sealed_body` is the original body sealed to the vault key
+    `key_id`, so `rejects replay` can run it through today's rules.
     """
 
     message_id: str
@@ -51,6 +67,9 @@ class Rejection:
     body_digest: str
     sent_at: dt.datetime
     receive_count: int
+    pii_tokens: tuple[str, ...] = ()
+    sealed_body: bytes | None = None
+    key_id: str | None = None
 
 
 REJECT_COLUMNS: tuple[str, ...] = (
@@ -63,18 +82,23 @@ REJECT_COLUMNS: tuple[str, ...] = (
     "body_digest",
     "sent_at",
     "receive_count",
+    "pii_tokens",
+    "sealed_body",
+    "key_id",
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    """A message after the transform: its row or its rejection, and the handle to delete it."""
+    """A message after the transform: its row or its rejection, the values it sealed, and
+    the handle to delete it."""
 
     message_id: str
     receipt_handle: str
     outcome: LoginRow | Rejection
     sent_timestamp_ms: int
     receive_count: int
+    vault: tuple[VaultEntry, ...] = ()  # values this message sealed, for the same commit
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,12 @@ log = logging.getLogger("ingestor")
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    receivers: int = 4
+    receivers: int = 16
     receive_wait_seconds: int = 20
     visibility_timeout: int = 120
     drain: bool = False
     batch_size: int = 2_000
-    flush_interval: float = 1.0
+    flush_interval: float = 0.5
     buffer_messages: int = 5_000
     writers: int = 2
     shutdown_timeout: float = 30.0

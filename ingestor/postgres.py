@@ -17,7 +17,15 @@ from typing import Any
 import asyncpg
 
 from ingestor.errors import DatabaseError, DatabaseUnavailable, IngestorError, RowRejected
-from ingestor.models import LOGIN_COLUMNS, REJECT_COLUMNS, LoginRow, Rejection, WriteResult
+from ingestor.models import (
+    LOGIN_COLUMNS,
+    REJECT_COLUMNS,
+    VAULT_COLUMNS,
+    LoginRow,
+    Rejection,
+    VaultEntry,
+    WriteResult,
+)
 from ingestor.queries import query
 
 STAGING_TABLE = "ingestor_staging"
@@ -108,21 +116,29 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 
 class PostgresSink:
-    """Commits a batch: COPY rows into staging, merge into user_logins, upsert rejects;
-    all in one transaction. Implements `Sink`."""
+    """Commits a batch: insert new vault entries, COPY rows into staging, merge into
+    user_logins, upsert rejects; all in one transaction. Implements `Sink`."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._merge = query("merge_logins")
         self._reject = query("upsert_reject")
         self._unload = query("unload_rejected")
+        self._vault = query("insert_vault")
 
-    async def write(self, rows: Sequence[LoginRow], rejects: Sequence[Rejection]) -> WriteResult:
+    async def write(
+        self,
+        rows: Sequence[LoginRow],
+        rejects: Sequence[Rejection],
+        vault: Sequence[VaultEntry] = (),
+    ) -> WriteResult:
         async with (
             mapped_errors(),
             self._pool.acquire() as connection,
             connection.transaction(),
         ):
+            if vault:
+                await connection.execute(self._vault, *_columns(vault, VAULT_COLUMNS))
             inserted, replaced = await self._merge_rows(connection, rows)
             if rejects:
                 await connection.executemany(self._reject, [_reject_args(r) for r in rejects])
@@ -139,3 +155,8 @@ class PostgresSink:
 
 def _reject_args(rejection: Rejection) -> tuple[Any, ...]:
     return tuple(getattr(rejection, column) for column in REJECT_COLUMNS)
+
+
+def _columns(values: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
+    """Column-wise lists, for one INSERT ... SELECT FROM unnest($1, $2, ...)."""
+    return [[getattr(value, name) for value in values] for name in names]

@@ -1,9 +1,11 @@
 """Turning a message that breaks a rule into a `Rejection` that keeps no plaintext PII.
 
 A JSON object is kept with every PII-named key masked, at any depth, the same way the
-loader masks it, so a reject can be joined to `user_logins` by token. Any other body (not
-UTF-8, not JSON, not an object) is kept only as its kind, size and keyed digest: such a body
-cannot be searched for PII reliably, so it is not stored at all.
+loader masks it, so a reject can be joined to `user_logins` by token (the tokens are listed
+in `pii_tokens`, for erasure and key rotation). Any other body (not UTF-8, not JSON, not an
+object) cannot be searched for PII reliably, so its text is never stored: only its kind,
+size and keyed digest. With the vault on, every reject also keeps its original body sealed
+to the vault key, so nothing is lost and `rejects replay` can load it after a rule fix.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def reject(
 ) -> Rejection:
     """A rejection for `envelope`; `parsed` is its JSON object body when it has one."""
     raw = as_bytes(envelope.body)
-    body = None if parsed is None else redacted_json(parsed, masker)
+    tokens: list[str] = []
+    body = None if parsed is None else redacted_json(parsed, masker, tokens)
+    sealed = masker.seal_body(raw)
     return Rejection(
         message_id=envelope.message_id,
         reason_code=code,
@@ -48,19 +52,23 @@ def reject(
         body_digest=masker.digest_body(raw),
         sent_at=dt.datetime.fromtimestamp(envelope.sent_timestamp_ms / 1000, dt.UTC),
         receive_count=envelope.receive_count,
+        pii_tokens=tuple(dict.fromkeys(tokens)) if body is not None else (),
+        sealed_body=None if sealed is None else sealed[0],
+        key_id=None if sealed is None else sealed[1],
     )
 
 
-def redacted_json(event: dict[str, Any], masker: Masker) -> str | None:
-    """The object as JSON text with PII-named keys masked at every depth; None when it
-    nests too deep to write back (orjson reads 1024 levels but writes 254)."""
+def redacted_json(event: dict[str, Any], masker: Masker, tokens: list[str]) -> str | None:
+    """The object as JSON text with PII-named keys masked at every depth (each token is
+    appended to `tokens`); None when it nests too deep to write back (orjson reads 1024
+    levels but writes 254)."""
     try:
-        return orjson.dumps(_redact(event, masker)).decode()
+        return orjson.dumps(_redact(event, masker, tokens)).decode()
     except orjson.JSONEncodeError:
         return None
 
 
-def _redact(value: Any, masker: Masker) -> Any:
+def _redact(value: Any, masker: Masker, tokens: list[str]) -> Any:
     # An explicit stack: bodies may nest up to orjson's limit, deeper than Python recursion.
     root: list[Any] = [value]
     stack: list[Any] = [root]
@@ -71,6 +79,7 @@ def _redact(value: Any, masker: Masker) -> Any:
             child = node[key]
             if isinstance(key, str) and (masked := _mask_named(key, child, masker)) is not None:
                 node[key] = masked
+                tokens.append(masked)
             elif isinstance(child, dict | list):
                 stack.append(child)
     return root[0]

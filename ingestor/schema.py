@@ -30,7 +30,14 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "create_date": "date",
         "message_id": "character varying(128)",
     },
-    "ingestor_rejects": {"message_id": "character varying(128)", "reason": "text"},
+    "ingestor_rejects": {
+        "message_id": "character varying(128)",
+        "reason": "text",
+        "pii_tokens": "character varying(256)[]",
+        "sealed_body": "bytea",
+    },
+    "pii_vault": {"token": "character varying(256)", "sealed": "bytea"},
+    "pii_reveal_audit": {"actor": "text", "tokens": "character varying(256)[]"},
 }
 
 

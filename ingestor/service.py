@@ -10,17 +10,18 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ingestor.hooks import Hooks
+from ingestor.hooks import HookChain, Hooks
 from ingestor.masking import HmacMasker
 from ingestor.pipeline import Pipeline, PipelineConfig
 from ingestor.postgres import PostgresSink, close_pool, connect, create_pool
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.schema import migrate
-from ingestor.settings import Settings
+from ingestor.settings import Settings, env_name
 from ingestor.sqs import SqsQueue, sqs_client
 from ingestor.sqs_wire import WireSqs, endpoint_for, wire_session
 from ingestor.telemetry import observing
 from ingestor.transform import Transformer
+from ingestor.vault import Sealer, VaultingMasker, VaultMemory
 
 log = logging.getLogger("ingestor")
 T = TypeVar("T")
@@ -96,7 +97,10 @@ async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> 
         if await _until_stopped(run_migrations(settings, hooks), stop) is None:
             hooks.on_state("stopped")
             return
-        transformer = Transformer(HmacMasker(settings.key_bytes))
+        masker = build_masker(settings)
+        if isinstance(masker, VaultingMasker):
+            hooks = HookChain(hooks, VaultMemory(masker))
+        transformer = Transformer(masker)
         async with open_queue(settings) as queue, open_pool(settings, hooks) as pool:
             # The queue answers before the service calls itself ready (and a queue that
             # does not exist stops it here, before anything is received).
@@ -112,6 +116,21 @@ async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> 
             )
             telemetry.attach(pipeline, queue, pool)
             await pipeline.run(stop)
+
+
+def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:
+    """The HMAC masker, sealing to the vault when a public key is set."""
+    public_key = settings.vault_key
+    if public_key is None:
+        log.warning(
+            "vault off (no %s): masked values can never be recovered",
+            env_name("vault_public_key"),
+            extra={"event": "vault_off"},
+        )
+        return HmacMasker(settings.key_bytes)
+    sealer = Sealer(public_key)
+    log.info("vault on: sealing to key %s", sealer.key_id, extra={"event": "vault_on"})
+    return VaultingMasker(settings.key_bytes, sealer, settings.vault_cache_size)
 
 
 async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:

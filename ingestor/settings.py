@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestor.errors import ConfigError
+from ingestor.keys import decode_key
 from ingestor.masking import MIN_KEY_BYTES
 
 ENV_PREFIX = "INGESTOR_"
@@ -37,13 +38,13 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("INGESTOR_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
-    receivers: Annotated[int, Field(ge=1, le=256)] = 4
+    receivers: Annotated[int, Field(ge=1, le=256)] = 16
     receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
     drain: bool = False
     drain_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
     visibility_timeout: Annotated[int, Field(ge=1, le=43_200)] = 120
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2_000
-    flush_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     buffer_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
     writers: Annotated[int, Field(ge=1, le=32)] = 2
     shutdown_timeout: Annotated[float, Field(gt=0, le=3_600)] = 30.0
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "text", "json"] = "auto"
     allow_demo_key: bool = False
     sqs_client: Literal["wire", "botocore"] = "wire"
+    vault_public_key: str | None = Field(
+        None, description="vault public key (base64); unset: no vault, no recovery"
+    )
+    vault_cache_size: Annotated[int, Field(ge=0, le=10_000_000)] = 200_000
     demo_events: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
     demo_seed: int = 7
 
@@ -72,6 +77,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must be at least {MIN_KEY_BYTES} bytes (generate one: openssl rand -hex 32)"
             )
+        return value
+
+    @field_validator("vault_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_key(value)  # a ValueError names the problem, never the key
         return value
 
     @field_validator("database_url")
@@ -110,6 +122,10 @@ class Settings(BaseSettings):
         if self.hmac_key is None:
             raise ConfigError(env_name("hmac_key"), "is required")
         return self.hmac_key.get_secret_value().encode()
+
+    @property
+    def vault_key(self) -> bytes | None:
+        return None if self.vault_public_key is None else decode_key(self.vault_public_key)
 
     @property
     def dsn(self) -> str:

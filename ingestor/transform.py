@@ -14,16 +14,19 @@ from ingestor.masking import Masker
 from ingestor.models import Envelope, LoginRow, Processed, Rejection
 from ingestor.rejects import reject
 from ingestor.rules import Invalid, create_date, json_kind, validate
+from ingestor.vault import VaultingMasker
 
 
 class Transformer:
-    """Turns envelopes into rows or rejections under one masker."""
+    """Turns envelopes into rows or rejections under one masker. With a `VaultingMasker`,
+    each `Processed` also carries the values its message sealed."""
 
-    __slots__ = ("_masker", "digest")
+    __slots__ = ("_masker", "_take", "digest")
 
-    def __init__(self, masker: Masker) -> None:
+    def __init__(self, masker: Masker | VaultingMasker) -> None:
         self._masker = masker
         self.digest = masker.digest_body
+        self._take = masker.take if isinstance(masker, VaultingMasker) else None
 
     def process(self, envelope: Envelope) -> Processed:
         try:
@@ -38,6 +41,7 @@ class Transformer:
             outcome,
             envelope.sent_timestamp_ms,
             envelope.receive_count,
+            () if self._take is None else self._take(),
         )
 
     def _row(self, envelope: Envelope) -> LoginRow:

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 from ingestor.errors import DatabaseError, IngestorError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
-from ingestor.isolation import Digest, Sink, write_isolating
-from ingestor.models import BatchResult, LoginRow, Processed, Rejection, WriteResult
+from ingestor.isolation import Batch, Digest, Sink, write_isolating
+from ingestor.models import (
+    BatchResult,
+    LoginRow,
+    Processed,
+    Rejection,
+    VaultEntry,
+    WriteResult,
+)
 from ingestor.retry import FEW_RETRIES, RETRY_FOREVER, Backoff, observed
 from ingestor.source import QueueClient
 
@@ -96,10 +103,11 @@ class BatchWriter:
     async def flush(self, batch: list[Processed]) -> WriteResult:
         """Commit `batch`, then delete its messages from the queue."""
         rows, rejects = split_outcomes(batch)
+        context = Batch(batch, self._digest, vault_entries(batch))
         started = time.perf_counter()
         result, refused = await observed(
             "write",
-            lambda: write_isolating(self._sink, rows, rejects, batch, self._digest),
+            lambda: write_isolating(self._sink, rows, rejects, context),
             self._config.write_backoff,
             self._hooks,
         )
@@ -144,3 +152,9 @@ def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rej
         else:
             rejects[item.message_id] = outcome  # type: ignore[assignment]
     return list(rows.values()), list(rejects.values())
+
+
+def vault_entries(batch: Sequence[Processed]) -> list[VaultEntry]:
+    """The batch's sealed values, one per token."""
+    entries = {entry.token: entry for item in batch for entry in item.vault}
+    return list(entries.values())

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ingestor.errors import RowRejected, TransientError
-from ingestor.models import BatchResult, Envelope, LoginRow, Rejection, WriteResult
+from ingestor.models import BatchResult, Envelope, LoginRow, Rejection, VaultEntry, WriteResult
 
 SENT_MS = 1_700_000_000_000  # 2023-11-14 UTC
 
@@ -62,13 +62,19 @@ class FakeSink:
     ) -> None:
         self.rows: dict[str, LoginRow] = {}
         self.rejects: dict[str, Rejection] = {}
+        self.vault: dict[str, VaultEntry] = {}
         self.calls = calls if calls is not None else []
         self.writes = 0
         self._failures = itertools.repeat(True, transient_failures)
         self._refuse = refuse
         self._delay = delay
 
-    async def write(self, rows: Sequence[LoginRow], rejects: Sequence[Rejection]) -> WriteResult:
+    async def write(
+        self,
+        rows: Sequence[LoginRow],
+        rejects: Sequence[Rejection],
+        vault: Sequence[VaultEntry] = (),
+    ) -> WriteResult:
         self.writes += 1
         if self._delay:
             await asyncio.sleep(self._delay)
@@ -81,5 +87,7 @@ class FakeSink:
         replaced = sum(1 for row in rows if row.message_id in self.rows)
         self.rows.update((row.message_id, row) for row in rows)
         self.rejects.update((r.message_id, r) for r in rejects)
+        for entry in vault:
+            self.vault.setdefault(entry.token, entry)
         self.calls.append(f"commit {len(rows)}+{len(rejects)}")
         return WriteResult(len(rows) - replaced, replaced, len(rejects))

@@ -1,8 +1,8 @@
 INSERT INTO ingestor_rejects (
     message_id, reason_code, reason, body, body_kind, body_bytes, body_digest,
-    sent_at, receive_count
+    sent_at, receive_count, pii_tokens, sealed_body, key_id
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (message_id) DO UPDATE SET
     reason_code = EXCLUDED.reason_code,
     reason = EXCLUDED.reason,
@@ -12,4 +12,7 @@ ON CONFLICT (message_id) DO UPDATE SET
     body_digest = EXCLUDED.body_digest,
     sent_at = EXCLUDED.sent_at,
     receive_count = EXCLUDED.receive_count,
+    pii_tokens = EXCLUDED.pii_tokens,
+    sealed_body = EXCLUDED.sealed_body,
+    key_id = EXCLUDED.key_id,
     rejected_at = now();

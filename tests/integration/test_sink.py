@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from ingestor.errors import RowRejected
-from ingestor.isolation import refused_row, write_isolating
+from ingestor.isolation import Batch, refused_row, write_isolating
 from ingestor.masking import HmacMasker
 from ingestor.postgres import PostgresSink, create_pool
 from ingestor.transform import Transformer
@@ -55,7 +55,9 @@ async def test_a_row_a_dba_constraint_refuses_is_isolated(
     with pytest.raises(RowRejected):
         await sink.write(rows, rejects)
     # When the batch is written with isolation
-    result, refused = await write_isolating(sink, rows, rejects, processed, TRANSFORMER.digest)
+    result, refused = await write_isolating(
+        sink, rows, rejects, Batch(processed, TRANSFORMER.digest)
+    )
     # Then the other rows commit and the refused one is a reject with its SQLSTATE
     assert result.inserted == 6
     assert [r.message_id for r in refused] == ["m2"]
@@ -75,7 +77,9 @@ async def test_a_narrowed_column_refuses_rows_at_copy(
         fresh = PostgresSink(pool)
         processed = batch(["ios", "android", "web"])
         rows, rejects = split_outcomes(processed)
-        result, refused = await write_isolating(fresh, rows, rejects, processed, TRANSFORMER.digest)
+        result, refused = await write_isolating(
+            fresh, rows, rejects, Batch(processed, TRANSFORMER.digest)
+        )
     finally:
         await pool.close()
     assert result.inserted == 2

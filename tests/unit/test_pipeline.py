@@ -55,7 +55,7 @@ async def test_stop_flushes_what_was_received_and_exits() -> None:
 class BlockedSink:
     """A database that never answers."""
 
-    async def write(self, rows: object, rejects: object) -> WriteResult:
+    async def write(self, rows: object, rejects: object, vault: object = ()) -> WriteResult:
         await asyncio.Event().wait()
         raise AssertionError
 
@@ -83,7 +83,9 @@ async def test_a_stuck_database_stops_the_receivers_and_uncommitted_messages_go_
 
 
 class BrokenSink:
-    async def write(self, rows: list[LoginRow], rejects: list[Rejection]) -> WriteResult:
+    async def write(
+        self, rows: list[LoginRow], rejects: list[Rejection], vault: object = ()
+    ) -> WriteResult:
         raise DatabaseError("permission denied for table user_logins")
 
 

@@ -126,7 +126,7 @@ async def test_a_row_the_database_refuses_is_rejected_and_the_rest_commits() -> 
 async def test_a_reject_the_database_refuses_is_kept_without_its_body() -> None:
     # Given a database that refuses any reject that has a body (a DBA constraint, say)
     class PickySink(FakeSink):
-        async def write(self, rows, rejects):  # type: ignore[no-untyped-def]
+        async def write(self, rows, rejects, vault=()):  # type: ignore[no-untyped-def]
             if any(r.body is not None for r in rejects):
                 raise RowRejected("23514", "CheckViolationError, constraint small_bodies")
             return await super().write(rows, rejects)

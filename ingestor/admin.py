@@ -1,0 +1,229 @@
+"""The PII custody commands: `keys generate`, `reveal`, `forget`, `rekey`, `rejects list`,
+`rejects replay`. Each opens one connection, migrates if needed (as the service does), and
+does its work with its audit row."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ingestor.audit import Request
+from ingestor.errors import ConfigError
+from ingestor.keys import generate_key_pair, read_private_key, vault_key_id, write_private_key
+from ingestor.masking import MIN_KEY_BYTES
+from ingestor.settings import Settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def add_commands(commands: Any) -> None:
+    """Register the custody subcommands on the CLI's subparsers."""
+    keys = commands.add_parser("keys", help="vault key pairs").add_subparsers(
+        dest="keys_command", metavar="ACTION", required=True
+    )
+    generate = keys.add_parser("generate", help="write a new vault key pair")
+    _private_key_flag(generate, "file to create (mode 0600) for the private key")
+    reveal = commands.add_parser("reveal", help="print the values behind tokens (audited)")
+    reveal.add_argument("tokens", nargs="+", metavar="TOKEN")
+    _private_key_flag(reveal)
+    _audit_flags(reveal, reason_required=True)
+    forget = commands.add_parser("forget", help="erase values everywhere (audited)")
+    forget.add_argument("tokens", nargs="*", metavar="TOKEN")
+    forget.add_argument("--user-id", help="erase every value in this user's rows and rejects")
+    _audit_flags(forget, reason_required=True)
+    _add_rekey(commands)
+    _add_rejects(commands)
+
+
+def _add_rekey(commands: Any) -> None:
+    rekey = commands.add_parser("rekey", help="rotate the HMAC key over every table")
+    _private_key_flag(rekey)
+    rekey.add_argument(
+        "--new-hmac-key-env",
+        required=True,
+        metavar="VAR",
+        help="environment variable holding the new HMAC key (never on the command line)",
+    )
+    rekey.add_argument("--batch-size", type=int, default=10_000, help="vault rows per commit")
+    _audit_flags(rekey, reason_required=False)
+
+
+def _add_rejects(commands: Any) -> None:
+    rejects = commands.add_parser("rejects", help="list or replay rejected messages")
+    actions = rejects.add_subparsers(dest="rejects_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="rejects by reason")
+    listing.add_argument("--reason", dest="reject_reason", help="only this reason code")
+    replay = actions.add_parser("replay", help="run sealed rejects through today's rules")
+    replay.add_argument("--reason", dest="reject_reason", help="only this reason code")
+    _private_key_flag(replay)
+    replay.add_argument("--actor", help="who replays (default: the OS user)")
+
+
+def _private_key_flag(parser: argparse.ArgumentParser, text: str = "vault private key") -> None:
+    parser.add_argument("--private-key-file", type=Path, required=True, metavar="FILE", help=text)
+
+
+def _audit_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> None:
+    parser.add_argument(
+        "--reason",
+        required=reason_required,
+        default="HMAC key rotation",
+        help="why (recorded in pii_reveal_audit; e.g. the ticket)",
+    )
+    parser.add_argument("--actor", help="who (default: the OS user)")
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    private, public = generate_key_pair()
+    key_id = vault_key_id(public)
+    write_private_key(args.private_key_file, private, key_id)
+    print(f"INGESTOR_VAULT_PUBLIC_KEY={base64.b64encode(public).decode()}")
+    print(f"key id: {key_id}")
+    print(f"private key written to {args.private_key_file} (mode 0600): keep it offline")
+    return 0
+
+
+def _request(args: argparse.Namespace, reason: str | None = None) -> Request:
+    try:
+        return Request.of(reason or args.reason, args.actor)
+    except ValueError as error:
+        raise ConfigError("--reason", str(error)) from None
+
+
+def _reveal(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.reveal import reveal  # noqa: PLC0415
+    from ingestor.vault import Opener  # noqa: PLC0415
+
+    opener = Opener(read_private_key(args.private_key_file))
+    request = _request(args)
+    results = _run(settings, lambda c: reveal(c, opener, args.tokens, request))
+    for item in results:
+        if item.problem is None:
+            print(f"{item.token}\t{item.field}\t{item.value}")
+        else:
+            print(f"{item.token}: {item.problem}", file=sys.stderr)
+    return 0 if all(item.problem is None for item in results) else 1
+
+
+def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.erasure import forget, user_tokens  # noqa: PLC0415
+
+    if not args.tokens and args.user_id is None:
+        raise ConfigError("forget", "give TOKENs or --user-id")
+    request = _request(args)
+
+    async def work(connection: Any) -> Any:
+        tokens = list(args.tokens)
+        if args.user_id is not None:
+            tokens += await user_tokens(connection, args.user_id)
+        detail = "" if args.user_id is None else f"user_id {args.user_id}"
+        return await forget(connection, tokens, request, detail)
+
+    erased = _run(settings, work)
+    print(
+        f"erased {erased.tokens} tokens: {erased.vault_rows} vault rows deleted, "
+        f"{erased.rows} rows and {erased.rejects} rejects given tombstones"
+    )
+    return 0
+
+
+def _rekey(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.rekey import rekey  # noqa: PLC0415
+    from ingestor.vault import Opener  # noqa: PLC0415
+
+    new_key = _new_hmac_key(args.new_hmac_key_env)
+    opener = Opener(read_private_key(args.private_key_file))
+    request = _request(args)
+    done = _run(
+        settings,
+        lambda c: rekey(c, opener, new_key, request, batch_size=args.batch_size),
+    )
+    print(f"rekeyed {done.values} values: {done.rows} rows, {done.rejects} rejects rewritten")
+    if done.unvaulted_rows:
+        print(
+            f"{done.unvaulted_rows} rows hold tokens with no vault entry (loaded with the "
+            "vault off): they keep tokens under the old key",
+            file=sys.stderr,
+        )
+    print("now restart the service with the new INGESTOR_HMAC_KEY")
+    return 0
+
+
+def _new_hmac_key(variable: str) -> bytes:
+    value = os.environ.get(variable, "").encode()
+    if len(value) < MIN_KEY_BYTES:
+        raise ConfigError(variable, f"must hold the new HMAC key, at least {MIN_KEY_BYTES} bytes")
+    return value
+
+
+def _rejects(settings: Settings, args: argparse.Namespace) -> int:
+    if args.rejects_command == "list":
+        return _list_rejects(settings, args.reject_reason)
+    return _replay(settings, args)
+
+
+def _list_rejects(settings: Settings, reason: str | None) -> int:
+    from ingestor.replay import summary  # noqa: PLC0415
+
+    counts = _run(settings, lambda c: summary(c, reason))
+    print(f"{'reason':<24} {'count':>8} {'replayable':>10}  last rejected")
+    for item in counts:
+        print(f"{item.reason_code:<24} {item.count:>8} {item.replayable:>10}  {item.last:%F %T}")
+    if not counts:
+        print("no rejects")
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.postgres import PostgresSink  # noqa: PLC0415
+    from ingestor.replay import Replay, replay  # noqa: PLC0415
+    from ingestor.service import build_masker, open_pool  # noqa: PLC0415
+    from ingestor.transform import Transformer  # noqa: PLC0415
+    from ingestor.vault import Opener  # noqa: PLC0415
+
+    settings.require("hmac_key")
+    opener = Opener(read_private_key(args.private_key_file))
+    reason = args.reject_reason
+    request = _request(args, f"replay of rejects ({reason or 'every reason'})")
+
+    async def work(connection: Any) -> Any:
+        async with open_pool(settings) as pool:
+            tools = Replay(opener, Transformer(build_masker(settings)), PostgresSink(pool))
+            return await replay(connection, tools, request, reason)
+
+    total = _run(settings, work)
+    print(f"replayed: loaded {total.inserted + total.replaced}, still rejected {total.rejected}")
+    return 0
+
+
+def _run(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from ingestor.cli import run_async  # noqa: PLC0415
+    from ingestor.postgres import connect, mapped_errors  # noqa: PLC0415
+    from ingestor.schema import migrate  # noqa: PLC0415
+
+    settings.require("database_url")
+
+    async def session() -> Any:
+        connection = await connect(settings.dsn)  # no retry: a person is waiting
+        try:
+            async with mapped_errors():
+                await migrate(connection)
+                return await work(connection)
+        finally:
+            await connection.close()
+
+    return run_async(session())
+
+
+HANDLERS: dict[str, Handler] = {
+    "keys": _generate,
+    "reveal": _reveal,
+    "forget": _forget,
+    "rekey": _rekey,
+    "rejects": _rejects,
+}

@@ -1,0 +1,10 @@
+-- Every token standing in a user's rows and rejects (tombstones excluded).
+SELECT DISTINCT token FROM (
+    SELECT masked_ip AS token FROM user_logins WHERE user_id = $1
+    UNION ALL
+    SELECT masked_device_id FROM user_logins WHERE user_id = $1
+    UNION ALL
+    SELECT unnest(pii_tokens) FROM ingestor_rejects
+    WHERE body IS NOT NULL AND body::jsonb ->> 'user_id' = $1
+) t
+WHERE token IS NOT NULL AND token NOT LIKE 'erased:%';

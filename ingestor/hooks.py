@@ -55,6 +55,11 @@ class Hooks:
     def on_queue_depth(self, depth: QueueDepth) -> None:
         """The queue's depth was sampled (every few seconds, not per message)."""
 
+    def on_gave_up(self, stage: str) -> None:
+        """`stage` ran out of retries for one operation (deletes do: SQS redelivers those
+        messages). Its outage is over as far as that operation goes; the next failure
+        starts a new one."""
+
 
 class HookChain(Hooks):
     """Calls every hook in order."""
@@ -103,6 +108,10 @@ class HookChain(Hooks):
     def on_queue_depth(self, depth: QueueDepth) -> None:
         for hook in self.hooks:
             hook.on_queue_depth(depth)
+
+    def on_gave_up(self, stage: str) -> None:
+        for hook in self.hooks:
+            hook.on_gave_up(stage)
 
 
 @dataclass
@@ -184,11 +193,15 @@ class LogHooks(Hooks):
             self._failing.discard(stage)
             log.info("%s recovered", stage, extra={"event": "outage_end", "stage": stage})
 
+    def on_gave_up(self, stage: str) -> None:
+        if stage in self._failing:
+            self._failing.discard(stage)
+            log.warning(
+                "%s gave up after its retries", stage, extra={"event": "gave_up", "stage": stage}
+            )
+
     def on_deleted(self, result: BatchResult) -> None:
         if not result.failed:
-            # Deletes retry a few times and then give up on that batch, so no retry loop
-            # reports their recovery: the next clean delete is it.
-            self.on_recovered("delete")
             return
         codes = Counter(code for _, code in result.failed)
         log.warning(

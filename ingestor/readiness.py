@@ -77,9 +77,8 @@ class Readiness(Hooks):
     ) -> None:
         self._failing.discard("write")
 
-    def on_deleted(self, result: BatchResult) -> None:
-        if not result.failed:
-            self._failing.discard("delete")
+    def on_gave_up(self, stage: str) -> None:
+        self._failing.discard(stage)  # the next failure marks it again
 
     def on_extended(self, result: BatchResult) -> None:
         self._failing.discard("heartbeat")

@@ -47,14 +47,14 @@ def test_a_failing_stage_makes_it_unready_until_it_recovers() -> None:
     assert readiness.verdict().ready
 
 
-def test_a_success_counts_as_recovery_for_stages_that_do_not_report_one() -> None:
+def test_a_success_or_a_give_up_ends_failing_for_stages_that_report_no_recovery() -> None:
     readiness = Readiness()
     readiness.on_state("running")
     for stage in ("delete", "heartbeat", "depth", "write", "receive"):
         readiness.on_retry(stage, QueueUnavailable("timeout"), 1, 0.2)
     readiness.on_deleted(BatchResult(0, (("h", "QueueUnavailable"),)))
     assert not readiness.verdict().ready  # a delete that failed is no recovery
-    readiness.on_deleted(BatchResult(10))
+    readiness.on_gave_up("delete")  # deletes stop retrying; SQS redelivers those messages
     readiness.on_extended(BatchResult(10))
     readiness.on_queue_depth(QueueDepth(0, 0))
     readiness.on_written(WriteResult(1, 0, 0), [], 0.1)

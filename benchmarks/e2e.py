@@ -70,6 +70,7 @@ def ingestor_env(endpoint: str, url: str, dsn: str, **settings: str) -> dict[str
         AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "bench"),
         INGESTOR_LOG_LEVEL="WARNING",
         INGESTOR_DRAIN_WAIT_SECONDS="2",
+        INGESTOR_METRICS_PORT="0",  # several consumers run at once: none takes a port
         PYTHONPATH=str(ROOT),
     )
     env.update({f"INGESTOR_{k.upper()}": v for k, v in settings.items()})

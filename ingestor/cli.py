@@ -19,6 +19,7 @@ from ingestor.admin import HANDLERS, add_commands
 from ingestor.errors import ConfigError, IngestorError
 from ingestor.hooks import HookChain, LogHooks, Stats
 from ingestor.logs import configure
+from ingestor.progress import LIVE_DEPTH_INTERVAL, live_progress
 from ingestor.settings import Settings, env_name, load_settings
 
 log = logging.getLogger("ingestor")
@@ -98,6 +99,10 @@ def _run(settings: Settings) -> int:
     settings.require("queue_url", "database_url", "hmac_key")
     settings.require_production_key()
     stats = Stats()
+    live = live_progress(sys.stderr) if settings.drain else None
+    if live is not None:  # a person is watching: sample the remaining depth more often
+        settings = faster_depth_sampling(settings)
+    hooks = HookChain(*(hook for hook in (live, LogHooks(), stats) if hook is not None))
 
     async def service() -> None:
         stop = _stop_on_signals()
@@ -109,7 +114,7 @@ def _run(settings: Settings) -> int:
             settings.batch_size,
             extra={"event": "start"},
         )
-        await run_service(settings, stop, HookChain(LogHooks(), stats))
+        await run_service(settings, stop, hooks)
 
     run_async(service())
     if stats.delete_failures and settings.drain:
@@ -131,6 +136,14 @@ def _run(settings: Settings) -> int:
     return EXIT_OK
 
 
+def faster_depth_sampling(settings: Settings) -> Settings:
+    """Settings that sample the queue's depth often enough for a live progress line."""
+    interval = settings.queue_depth_interval
+    if not interval:
+        return settings
+    return settings.model_copy(update={"queue_depth_interval": min(interval, LIVE_DEPTH_INTERVAL)})
+
+
 def _stop_on_signals() -> asyncio.Event:
     """An event set by SIGTERM or SIGINT; a second signal exits at once."""
     stop = asyncio.Event()
@@ -138,9 +151,16 @@ def _stop_on_signals() -> asyncio.Event:
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second signal: exiting now; SQS redelivers what was not committed")
+            log.warning(
+                "second signal: exiting now; SQS redelivers what was not committed",
+                extra={"event": "exit_now"},
+            )
             raise SystemExit(EXIT_FAILURE)
-        log.info("%s received: finishing in-flight work", signal.Signals(signum).name)
+        log.info(
+            "%s received: finishing in-flight work",
+            signal.Signals(signum).name,
+            extra={"event": "stop_requested"},
+        )
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ingestor.cli import run_async
+from ingestor.cli import faster_depth_sampling, run_async
 from ingestor.embedded import embedded_postgres, embedded_sqs
-from ingestor.hooks import Stats
+from ingestor.hooks import HookChain, Stats
 from ingestor.logs import configure
 from ingestor.masking import HmacMasker
 from ingestor.models import Envelope
 from ingestor.postgres import PostgresSink, connect
+from ingestor.progress import live_progress
 from ingestor.queries import query
 from ingestor.service import open_pool, open_queue, run_migrations, run_service
 from ingestor.settings import DEMO_HMAC_KEY, Settings
@@ -63,6 +65,10 @@ def run_demo(settings: Settings) -> int:
                 "drain": True,
                 "drain_wait_seconds": 1,
                 "aws_region": "us-east-1",
+                # A demo should not take a port unless asked to.
+                "metrics_port": (
+                    settings.metrics_port if "metrics_port" in settings.model_fields_set else 0
+                ),
             }
         )
         report = run_async(_demo(demo_settings, events))
@@ -77,8 +83,11 @@ async def _demo(settings: Settings, events: Sequence[SyntheticEvent]) -> DemoRun
     await run_migrations(settings)
     redelivered = await crash_after_commit(settings, CRASHED_MESSAGES)
     stats = Stats()
+    live = live_progress(sys.stderr)
+    if live is not None:
+        settings = faster_depth_sampling(settings)
     started = time.perf_counter()
-    await run_service(settings, asyncio.Event(), stats)
+    await run_service(settings, asyncio.Event(), HookChain(stats, *([live] if live else [])))
     drain_seconds = time.perf_counter() - started
     async with open_queue(settings) as queue:
         remaining = await queue.depth()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingestor.errors import IngestorError
-from ingestor.models import BatchResult, Processed, Rejection, WriteResult
+from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
 
 log = logging.getLogger("ingestor")
 
@@ -22,7 +22,8 @@ class Hooks:
     """No-op base: subclasses override what they observe."""
 
     def on_state(self, state: str) -> None:
-        """The pipeline's life: starting, running, draining, stopped."""
+        """The service's life: starting (migrating, connecting), running (ready),
+        draining (stop requested: finishing in-flight work), stopped."""
 
     def on_received(self, count: int) -> None:
         """A receive call returned `count` messages."""
@@ -50,6 +51,14 @@ class Hooks:
 
     def on_recovered(self, stage: str) -> None:
         """`stage` works again after transient failures."""
+
+    def on_queue_depth(self, depth: QueueDepth) -> None:
+        """The queue's depth was sampled (every few seconds, not per message)."""
+
+    def on_gave_up(self, stage: str) -> None:
+        """`stage` ran out of retries for one operation (deletes do: SQS redelivers those
+        messages). Its outage is over as far as that operation goes; the next failure
+        starts a new one."""
 
 
 class HookChain(Hooks):
@@ -96,6 +105,14 @@ class HookChain(Hooks):
         for hook in self.hooks:
             hook.on_recovered(stage)
 
+    def on_queue_depth(self, depth: QueueDepth) -> None:
+        for hook in self.hooks:
+            hook.on_queue_depth(depth)
+
+    def on_gave_up(self, stage: str) -> None:
+        for hook in self.hooks:
+            hook.on_gave_up(stage)
+
 
 @dataclass
 class Stats(Hooks):
@@ -141,6 +158,15 @@ class Stats(Hooks):
         return self.inserted + self.replaced
 
 
+# One line per state change, saying what it means for someone reading the log.
+STATE_LINES = {
+    "starting": "starting: migrating the schema, connecting to the queue and the database",
+    "running": "ready: receiving from the queue",
+    "draining": "draining: stopped receiving, finishing in-flight work",
+    "stopped": "stopped",
+}
+
+
 class LogHooks(Hooks):
     """One log line per state change; an outage is logged when it starts and when it ends,
     not once per attempt."""
@@ -149,7 +175,8 @@ class LogHooks(Hooks):
         self._failing: set[str] = set()
 
     def on_state(self, state: str) -> None:
-        log.info("pipeline %s", state, extra={"event": "state", "state": state})
+        line = STATE_LINES.get(state, state)
+        log.info("%s", line, extra={"event": "state", "state": state})
 
     def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
         if stage not in self._failing:
@@ -166,13 +193,21 @@ class LogHooks(Hooks):
             self._failing.discard(stage)
             log.info("%s recovered", stage, extra={"event": "outage_end", "stage": stage})
 
-    def on_deleted(self, result: BatchResult) -> None:
-        if result.failed:
-            codes = Counter(code for _, code in result.failed)
+    def on_gave_up(self, stage: str) -> None:
+        if stage in self._failing:
+            self._failing.discard(stage)
             log.warning(
-                "%d deletes failed after commit (the rows are safe; SQS will redeliver "
-                "and the upsert keeps one row): %s",
-                len(result.failed),
-                dict(codes),
-                extra={"event": "delete_failed"},
+                "%s gave up after its retries", stage, extra={"event": "gave_up", "stage": stage}
             )
+
+    def on_deleted(self, result: BatchResult) -> None:
+        if not result.failed:
+            return
+        codes = Counter(code for _, code in result.failed)
+        log.warning(
+            "%d deletes failed after commit (the rows are safe; SQS will redeliver "
+            "and the upsert keeps one row): %s",
+            len(result.failed),
+            dict(codes),
+            extra={"event": "delete_failed"},
+        )

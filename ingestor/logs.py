@@ -19,7 +19,9 @@ class JsonFormatter(logging.Formatter):
             "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "message": record.getMessage(),
+            # Every line has an event to filter on; library lines (no extra) get "log".
+            "event": "log",
         }
         line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
         if record.exc_info and record.exc_info[0] is not None:

@@ -126,3 +126,12 @@ class BatchResult:
 
     succeeded: int
     failed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The queue's size as SQS approximates it: messages waiting (visible) and messages
+    received by some consumer and not yet deleted (in flight, invisible)."""
+
+    visible: int
+    in_flight: int

@@ -52,6 +52,16 @@ class PipelineConfig:
         return max(1, self.buffer_messages // 20)
 
 
+@dataclass(frozen=True, slots=True)
+class Buffered:
+    """What waits in the two internal queues, in items of up to 10 messages (one receive
+    each), and how many items each may hold."""
+
+    received: int
+    processed: int
+    capacity: int
+
+
 class Pipeline:
     def __init__(
         self,
@@ -69,6 +79,10 @@ class Pipeline:
         self.inflight = InFlight()
         self._received: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(config.queue_bound)
         self._processed: asyncio.Queue[list[Processed] | None] = asyncio.Queue(config.queue_bound)
+
+    def buffered(self) -> Buffered:
+        """A read-only look at the internal queues (for gauges; cheap, no copies)."""
+        return Buffered(self._received.qsize(), self._processed.qsize(), self._config.queue_bound)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set (or, in drain mode, the queue is empty) and all that was
@@ -117,6 +131,7 @@ class Pipeline:
                 "to the queue",
                 self._config.shutdown_timeout,
                 len(self.inflight),
+                extra={"event": "shutdown_timeout", "held": len(self.inflight)},
             )
         finally:
             stopping.cancel()
@@ -177,7 +192,10 @@ class Pipeline:
                 self._hooks.on_retry("heartbeat", error, 1, config.heartbeat_interval)
                 continue
             except Exception:
-                log.exception("heartbeat failed; trying again at the next beat")
+                log.exception(
+                    "heartbeat failed; trying again at the next beat",
+                    extra={"event": "heartbeat_failed"},
+                )
                 continue
             self._hooks.on_recovered("heartbeat")
             self._hooks.on_extended(result)
@@ -192,7 +210,12 @@ class Pipeline:
                 timeout=10,
             )
         except Exception as error:  # the messages still come back after their timeout
-            log.warning("could not hand %d messages back: %s", len(handles), error)
+            log.warning(
+                "could not hand %d messages back: %s",
+                len(handles),
+                error,
+                extra={"event": "release_failed"},
+            )
             return
         self.inflight.committed(handles)
         self._hooks.on_released(result)

@@ -104,6 +104,12 @@ async def close_pool(pool: asyncpg.Pool, grace: float = 5.0) -> None:
         pool.terminate()
 
 
+async def ping(pool: asyncpg.Pool) -> None:
+    """One `SELECT 1` through the pool: does the database answer right now?"""
+    async with mapped_errors():
+        await pool.fetchval("SELECT 1")
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     async with mapped_errors():
         return await asyncpg.connect(dsn, timeout=10)

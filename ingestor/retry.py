@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ingestor.errors import TransientError
+from ingestor.errors import IngestorError, TransientError
 from ingestor.hooks import Hooks
 
 T = TypeVar("T")
@@ -68,7 +68,12 @@ async def observed(
         failed = True
         hooks.on_retry(stage, error, attempt, delay)
 
-    result = await retrying(operation, backoff, on_retry)
+    try:
+        result = await retrying(operation, backoff, on_retry)
+    except IngestorError:
+        if failed:
+            hooks.on_gave_up(stage)
+        raise
     if failed:
         hooks.on_recovered(stage)
     return result

@@ -19,6 +19,7 @@ from ingestor.schema import migrate
 from ingestor.settings import Settings, env_name
 from ingestor.sqs import SqsQueue, sqs_client
 from ingestor.sqs_wire import WireSqs, endpoint_for, wire_session
+from ingestor.telemetry import observing
 from ingestor.transform import Transformer
 from ingestor.vault import Sealer, VaultingMasker, VaultMemory
 
@@ -87,19 +88,34 @@ async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list
 
 
 async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> None:
-    """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode)."""
+    """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode),
+    observed by the telemetry (metrics, health endpoints, progress lines) throughout."""
     settings.require("queue_url", "database_url", "hmac_key")
-    if await _until_stopped(run_migrations(settings, hooks), stop) is None:
-        return
-    masker = build_masker(settings)
-    if isinstance(masker, VaultingMasker):
-        hooks = HookChain(hooks, VaultMemory(masker))
-    transformer = Transformer(masker)
-    async with open_queue(settings) as queue, open_pool(settings, hooks) as pool:
-        pipeline = Pipeline(
-            queue, PostgresSink(pool), transformer, pipeline_config(settings), hooks
-        )
-        await pipeline.run(stop)
+    async with observing(settings, hooks) as telemetry:
+        hooks = telemetry.hooks
+        hooks.on_state("starting")
+        if await _until_stopped(run_migrations(settings, hooks), stop) is None:
+            hooks.on_state("stopped")
+            return
+        masker = build_masker(settings)
+        if isinstance(masker, VaultingMasker):
+            hooks = HookChain(hooks, VaultMemory(masker))
+        transformer = Transformer(masker)
+        async with open_queue(settings) as queue, open_pool(settings, hooks) as pool:
+            # The queue answers before the service calls itself ready (and a queue that
+            # does not exist stops it here, before anything is received).
+            depth = await _until_stopped(
+                observed("startup", queue.depths, RETRY_FOREVER, hooks), stop
+            )
+            if depth is None:
+                hooks.on_state("stopped")
+                return
+            hooks.on_queue_depth(depth)
+            pipeline = Pipeline(
+                queue, PostgresSink(pool), transformer, pipeline_config(settings), hooks
+            )
+            telemetry.attach(pipeline, queue, pool)
+            await pipeline.run(stop)
 
 
 def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:

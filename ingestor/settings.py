@@ -21,6 +21,8 @@ ENV_PREFIX = "INGESTOR_"
 # The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.
 DEMO_HMAC_KEY = "demo-key-not-secret-do-not-use-in-production-0123456789"
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+# A host name, an IPv4 address or an IPv6 address (letters, digits, '.', '-', ':').
+_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
     writers: Annotated[int, Field(ge=1, le=32)] = 2
     shutdown_timeout: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     max_hold_seconds: Annotated[float, Field(gt=0, le=43_200)] = 900.0
+    # Binding every interface is what a container needs for Prometheus to scrape it.
+    metrics_host: str = "0.0.0.0"  # noqa: S104
+    metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9108  # 0: no HTTP server
+    queue_depth_interval: Annotated[float, Field(ge=0, le=3_600)] = 15.0  # 0: not sampled
+    progress_interval: Annotated[float, Field(ge=0, le=86_400)] = 30.0  # 0: no progress lines
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "text", "json"] = "auto"
     allow_demo_key: bool = False
@@ -84,6 +91,13 @@ class Settings(BaseSettings):
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             _check_postgres_url(value.get_secret_value())
+        return value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not _HOST.fullmatch(value):
+            raise ValueError("must be an IP address or a host name (0.0.0.0: every interface)")
         return value
 
     @field_validator("queue_url", "sqs_endpoint_url")

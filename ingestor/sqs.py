@@ -18,7 +18,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ingestor.errors import QueueError, QueueUnavailable
-from ingestor.models import BatchResult, Envelope
+from ingestor.models import BatchResult, Envelope, QueueDepth
 
 SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
 _CONCURRENT_BATCH_CALLS = 16  # per *Batch request, so a big heartbeat cannot crowd out deletes
@@ -81,6 +81,23 @@ class SqsQueue:
             )
         )
         return int(response["Attributes"]["ApproximateNumberOfMessages"])
+
+    async def depths(self) -> QueueDepth:
+        """Messages waiting and messages in flight, in one GetQueueAttributes call."""
+        response = await _mapped(
+            self._client.get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )
+        )
+        counts = response["Attributes"]
+        return QueueDepth(
+            int(counts["ApproximateNumberOfMessages"]),
+            int(counts["ApproximateNumberOfMessagesNotVisible"]),
+        )
 
     async def send(self, bodies: Sequence[str], concurrency: int = 8) -> list[str]:
         """Send bodies in batches of 10 (for seeding demos, tests and benchmarks); return

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from ingestor.embedded import embedded_postgres, embedded_sqs
+from ingestor.embedded import EmbeddedPostgres, embedded_postgres, embedded_sqs
 from ingestor.schema import migrate
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue, create_queue, sqs_client
@@ -46,6 +46,16 @@ def postgres_url() -> Iterator[str]:
         return
     with embedded_postgres() as url:
         yield url
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own, which the test may stop and start."""
+    server = EmbeddedPostgres()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +150,7 @@ def make_settings(database: str, sqs_queue: SqsQueue, sqs_endpoint: str) -> Call
             "drain": True,
             "drain_wait_seconds": 1,
             "flush_interval": 0.2,
+            "metrics_port": 0,  # several services may run at once: none takes a port
             **overrides,
         }
         return Settings(**values)
@@ -158,5 +169,6 @@ def service_env(settings: Settings) -> dict[str, str]:
         AWS_REGION=REGION,
         INGESTOR_DRAIN_WAIT_SECONDS=str(settings.drain_wait_seconds),
         INGESTOR_FLUSH_INTERVAL=str(settings.flush_interval),
+        INGESTOR_METRICS_PORT=str(settings.metrics_port),
     )
     return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,27 @@ def test_run_without_a_key_exits_2() -> None:
     result = ingestor("run", "--drain", env=env)
     assert result.returncode == 2
     assert "INGESTOR_HMAC_KEY: is required" in result.stderr
+
+
+def test_a_metrics_port_in_use_stops_start_up_with_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(
+            INGESTOR_QUEUE_URL="http://127.0.0.1:9/000000000000/q",
+            INGESTOR_DATABASE_URL="postgresql://postgres@127.0.0.1:9/postgres",
+            INGESTOR_HMAC_KEY="k" * 32,
+            INGESTOR_METRICS_HOST="127.0.0.1",
+            INGESTOR_METRICS_PORT=str(port),
+        )
+        result = ingestor("run", env=env, timeout=30)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"ingestor: configuration error: INGESTOR_METRICS_PORT: cannot listen on port {port}: "
+        "Address already in use"
+    )
 
 
 def test_help_names_the_variables() -> None:

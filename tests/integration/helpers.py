@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,10 @@ from ingestor.masking import HmacMasker, canonical_ip
 from ingestor.sqs import SqsQueue
 
 PII_FIELDS = ("ip", "device_id")
+IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+DEVICE_ID = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+# Addresses of the service's own endpoints (where it listens, the local emulator): not PII.
+OWN_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1"})
 
 
 def plaintext_pii(bodies: list[str]) -> set[str]:
@@ -81,3 +86,11 @@ async def queue_is_empty(queue: SqsQueue) -> bool:
         int(counts["ApproximateNumberOfMessages"]) == 0
         and int(counts["ApproximateNumberOfMessagesNotVisible"]) == 0
     )
+
+
+def pii_in_logs(text: str, key: str) -> list[str]:
+    """What in log text looks like PII or is the key: any IPv4 address (but the service's
+    own endpoints), any ddd-dd-dddd device id. Empty when the logs are clean."""
+    found = [address for address in IPV4.findall(text) if address not in OWN_ADDRESSES]
+    found += DEVICE_ID.findall(text)
+    return found + (["the HMAC key"] if key in text else [])

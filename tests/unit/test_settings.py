@@ -28,6 +28,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None
         ("INGESTOR_RECEIVERS", "0", "greater than or equal to 1"),
         ("INGESTOR_BATCH_SIZE", "many", "valid integer"),
         ("INGESTOR_LOG_FORMAT", "xml", "text"),
+        ("INGESTOR_METRICS_PORT", "70000", "less than or equal to 65535"),
+        ("INGESTOR_METRICS_PORT", "-1", "greater than or equal to 0"),
+        ("INGESTOR_METRICS_HOST", "http://0.0.0.0", "IP address or a host name"),
+        ("INGESTOR_QUEUE_DEPTH_INTERVAL", "-5", "greater than or equal to 0"),
+        ("INGESTOR_PROGRESS_INTERVAL", "soon", "valid number"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -75,3 +80,18 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("INGESTOR_DRAIN", "false")
     assert load_settings(drain=True).drain is True
     assert load_settings(drain=None).drain is False
+
+
+def test_observability_defaults_and_off_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HOST", "PORT"):
+        monkeypatch.delenv(f"INGESTOR_METRICS_{name}", raising=False)
+    for name in ("QUEUE_DEPTH", "PROGRESS"):
+        monkeypatch.delenv(f"INGESTOR_{name}_INTERVAL", raising=False)
+    defaults = load_settings()
+    assert (defaults.metrics_host, defaults.metrics_port) == ("0.0.0.0", 9108)
+    assert (defaults.queue_depth_interval, defaults.progress_interval) == (15.0, 30.0)
+    monkeypatch.setenv("INGESTOR_METRICS_PORT", "0")
+    monkeypatch.setenv("INGESTOR_PROGRESS_INTERVAL", "0")
+    monkeypatch.setenv("INGESTOR_METRICS_HOST", "::1")
+    off = load_settings()
+    assert (off.metrics_port, off.progress_interval, off.metrics_host) == (0, 0.0, "::1")

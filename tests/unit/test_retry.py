@@ -1,0 +1,64 @@
+"""Retries as the hooks see them: each retry, then either the recovery or the give-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from ingestor.errors import IngestorError, QueueUnavailable
+from ingestor.hooks import HookChain, Hooks, LogHooks
+from ingestor.retry import Backoff, observed
+
+
+class Recorder(Hooks):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
+        self.events.append(f"retry {stage}")
+
+    def on_recovered(self, stage: str) -> None:
+        self.events.append(f"recovered {stage}")
+
+    def on_gave_up(self, stage: str) -> None:
+        self.events.append(f"gave up {stage}")
+
+
+def failing(times: int) -> Callable[[], Awaitable[str]]:
+    """An operation that fails `times` times, then succeeds."""
+    calls = iter(range(times + 1))
+
+    async def operation() -> str:
+        if next(calls) < times:
+            raise QueueUnavailable("SQS unreachable: ClientConnectorError")
+        return "done"
+
+    return operation
+
+
+FAST = Backoff(base=0.001, cap=0.001, attempts=3)
+
+
+async def test_a_retry_that_succeeds_reports_the_recovery() -> None:
+    hooks = Recorder()
+    assert await observed("delete", failing(2), FAST, hooks) == "done"
+    assert hooks.events == ["retry delete", "retry delete", "recovered delete"]
+
+
+async def test_a_retry_that_runs_out_reports_the_give_up_and_the_next_outage_logs_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given deletes that fail more often than they are retried
+    caplog.set_level(logging.INFO, logger="ingestor")
+    hooks = Recorder()
+    chain = HookChain(LogHooks(), hooks)
+    # When two such deletes run one after the other
+    for _ in range(2):
+        with pytest.raises(QueueUnavailable):
+            await observed("delete", failing(10), FAST, chain)
+    # Then each gives up once, and each is logged as an outage of its own
+    assert hooks.events.count("gave up delete") == 2
+    starts = [r for r in caplog.records if getattr(r, "event", "") == "outage_start"]
+    assert len(starts) == 2

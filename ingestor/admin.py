@@ -121,10 +121,16 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
     results = _run(settings, lambda c: reveal(c, opener, args.tokens, request))
     for item in results:
         if item.problem is None:
-            print(f"{item.token}\t{item.field}\t{item.value}")
+            print(f"{item.token}\t{item.field}\t{printable(item.value or '')}")
         else:
             print(f"{item.token}: {item.problem}", file=sys.stderr)
     return 0 if all(item.problem is None for item in results) else 1
+
+
+def printable(value: str) -> str:
+    """The value with control characters escaped: a device id from a hostile body must
+    not break the tab-separated output or send escape codes to the operator's terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
 
 
 def _forget(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,15 +11,18 @@ New events carrying the same value later are masked (and vaulted) as usual.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import orjson
 
 from ingestor.audit import Request, record
 from ingestor.queries import query
 from ingestor.tokens import is_tombstone, replace_tokens, tombstone
+from ingestor.vault import VaultingMasker
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +70,32 @@ def _drop_sealed_body(sealed: bytes | None, key_id: str | None) -> tuple[None, s
     # (or of a refused row's body with the token in it): whoever holds the HMAC key could
     # test a guess against it. A random tombstone replaces it too.
     return None, tombstone()
+
+
+ERASURE_POLL_SECONDS = 30.0
+
+
+async def follow_erasures(
+    pool: Any, masker: VaultingMasker, interval: float = ERASURE_POLL_SECONDS
+) -> None:
+    """Run beside the service: every `interval` seconds, tell the masker which tokens were
+    erased since the last look, so a value seen again after its erasure is vaulted again
+    (the masker would otherwise remember it as vaulted). A failed look is tried again at
+    the next tick: the service's work does not depend on it."""
+    last: int | None = None
+    while True:
+        try:
+            if last is None:
+                last = int(await pool.fetchval(query("last_audit_id")))
+            else:
+                last = await _evict_erased(pool, masker, last)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            pass
+        await asyncio.sleep(interval)
+
+
+async def _evict_erased(pool: Any, masker: VaultingMasker, last: int) -> int:
+    for row in await pool.fetch(query("erasures_since"), last):
+        masker.forget(list(row["tokens"]))
+        last = row["id"]
+    return last

@@ -120,7 +120,9 @@ def refused_reject(rejection: Rejection, refused: RowRejected) -> Rejection:
         body_digest=rejection.body_digest,
         sent_at=rejection.sent_at,
         receive_count=rejection.receive_count,
-        # Without its body it holds no tokens; the sealed original fits (bytea, no limits).
+        # The tokens stay listed: the sealed original holds their values, and erasure
+        # finds it through them.
+        pii_tokens=rejection.pii_tokens,
         sealed_body=rejection.sealed_body,
         key_id=rejection.key_id,
     )

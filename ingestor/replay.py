@@ -60,6 +60,8 @@ async def replay(
     on_batch: Callable[[WriteResult], None] = lambda result: None,
 ) -> WriteResult:
     """Replay every sealed reject (of `reason`, if given); the total result."""
+    # Audited before the first batch loads, so a run that fails part-way is on record.
+    await record(connection, request, "replay", [], f"start: reason {reason or 'any'}")
     total, after = WriteResult(0, 0, 0), ""
     while rows := await connection.fetch(
         query("rejects_to_replay"), reason, after, replay.batch_size
@@ -67,7 +69,7 @@ async def replay(
         result = await _replay_batch(rows, replay)
         total, after = total + result, rows[-1]["message_id"]
         on_batch(result)
-    detail = f"reason {reason or 'any'}: loaded {total.inserted + total.replaced}, "
+    detail = f"done: reason {reason or 'any'}: loaded {total.inserted + total.replaced}, "
     await record(connection, request, "replay", [], detail + f"still rejected {total.rejected}")
     return total
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
 
+from ingestor.erasure import follow_erasures
 from ingestor.hooks import HookChain, Hooks
 from ingestor.masking import HmacMasker
 from ingestor.pipeline import Pipeline, PipelineConfig
@@ -115,7 +117,22 @@ async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> 
                 queue, PostgresSink(pool), transformer, pipeline_config(settings), hooks
             )
             telemetry.attach(pipeline, queue, pool)
-            await pipeline.run(stop)
+            erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
+            async with _beside(erasures):
+                await pipeline.run(stop)
+
+
+@asynccontextmanager
+async def _beside(work: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]:
+    """Run `work` (if any) as a background task for the duration of the block."""
+    task = None if work is None else asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
 def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:

@@ -89,6 +89,11 @@ class VaultingMasker:
         while len(known) > self._size:
             del known[next(iter(known))]
 
+    def forget(self, tokens: list[str]) -> None:
+        """These tokens were erased from the vault: seal their values again if seen."""
+        for token in tokens:
+            self._known.pop(token, None)
+
     def _vaulted(self, field: str, token: str, plaintext: str) -> str:
         if token not in self._known and token not in self._pending:
             sealed = self.sealer.seal(plaintext.encode("utf-8", "surrogatepass"))

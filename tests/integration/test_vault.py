@@ -17,7 +17,7 @@ import pytest_asyncio
 
 import ingestor.rules
 from ingestor.audit import Request
-from ingestor.erasure import forget, user_tokens
+from ingestor.erasure import follow_erasures, forget, user_tokens
 from ingestor.hooks import Stats
 from ingestor.isolation import Batch, write_isolating
 from ingestor.keys import generate_key_pair, mask_key_id
@@ -743,3 +743,33 @@ def _is_valid(body: str) -> bool:
     except (orjson.JSONDecodeError, ingestor.rules.Invalid, AttributeError):
         return False
     return True
+
+
+async def test_a_running_service_vaults_a_value_again_after_its_erasure(
+    database: str, db: asyncpg.Connection, keys: VaultKeys
+) -> None:
+    # Given a service's masker that committed IP_X to the vault
+    masker = keys.masker()
+    token = masker.mask_ip(IP_X)
+    assert [entry.token for entry in masker.take()] == [token]
+    masker.remember([token])
+    masker.mask_ip(IP_X)
+    assert masker.take() == ()  # known: not sealed again
+    pool = await create_pool(database, 2)
+    follower = asyncio.create_task(follow_erasures(pool, masker, interval=0.05))
+    try:
+        await asyncio.sleep(0.2)  # the follower has read where the audit trail stands
+        # When the value is erased while that service runs
+        await forget(db, [token], Request("dpo", "DSR-1"))
+        # Then within the follower's interval, the masker seals it again when seen
+        for _ in range(100):
+            masker.mask_ip(IP_X)
+            if masker.take():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the masker still treats the erased token as vaulted")
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await pool.close()

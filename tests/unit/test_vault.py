@@ -15,7 +15,9 @@ import pytest
 from nacl.bindings import crypto_box_seal_open
 from nacl.exceptions import CryptoError
 
-from ingestor.errors import ConfigError
+from ingestor.admin import printable
+from ingestor.errors import ConfigError, RowRejected
+from ingestor.isolation import refused_reject
 from ingestor.keys import (
     KeyFileError,
     decode_key,
@@ -468,3 +470,33 @@ def test_the_vault_is_off_unless_a_public_key_is_set(
     assert load_settings().vault_key is None
     monkeypatch.setenv("INGESTOR_VAULT_PUBLIC_KEY", key_pair[1].hex())
     assert load_settings().vault_key == key_pair[1]
+
+
+def test_reveal_output_escapes_control_characters() -> None:
+    # A device id from a hostile body may hold tabs, newlines or terminal escape codes
+    assert printable("abc\t\n\x1b[2J") == "abc\\t\\n\\x1b[2J"
+    assert printable("ünïcode-ok 123") == "ünïcode-ok 123"
+
+
+def test_a_reject_the_database_refused_keeps_its_tokens_for_erasure() -> None:
+    # Given a reject with PII tokens and its sealed original
+    original = Rejection(
+        message_id="m-1",
+        reason_code="missing_user_id",
+        reason="user_id is missing",
+        body='{"ip": "t1"}',
+        body_kind="object",
+        body_bytes=20,
+        body_digest="d",
+        sent_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        receive_count=1,
+        pii_tokens=("t1",),
+        sealed_body=b"sealed",
+        key_id="vk-1",
+    )
+    # When the database refuses it and only a minimal reject is kept
+    minimal = refused_reject(original, RowRejected("22001", "StringDataRightTruncationError"))
+    # Then the tokens stay listed, so `forget` can reach the sealed body
+    assert minimal.body is None
+    assert minimal.pii_tokens == ("t1",)
+    assert minimal.sealed_body == b"sealed"

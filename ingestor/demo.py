@@ -8,6 +8,7 @@ drains the queue with the real service code, and prints what landed where.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import sys
 import time
@@ -17,21 +18,25 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from ingestor.audit import Request
 from ingestor.cli import faster_depth_sampling, run_async
 from ingestor.embedded import embedded_postgres, embedded_sqs
 from ingestor.hooks import HookChain, Stats
+from ingestor.keys import generate_key_pair, public_key_of
 from ingestor.logs import configure
 from ingestor.masking import HmacMasker
 from ingestor.models import Envelope
 from ingestor.postgres import PostgresSink, connect
 from ingestor.progress import live_progress
 from ingestor.queries import query
-from ingestor.service import open_pool, open_queue, run_migrations, run_service
+from ingestor.reveal import reveal
+from ingestor.service import build_masker, open_pool, open_queue, run_migrations, run_service
 from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.sqs import create_queue, sqs_client
 from ingestor.synthetic import SyntheticEvent, generate
 from ingestor.transform import Transformer
-from ingestor.writer import split_outcomes
+from ingestor.vault import Opener
+from ingestor.writer import split_outcomes, vault_entries
 
 CRASHED_MESSAGES = 100
 
@@ -45,6 +50,17 @@ class DemoRun:
     stats: Stats
     remaining: int
     table: dict[str, Any]
+    vault: VaultCheck | None
+
+
+@dataclass(frozen=True)
+class VaultCheck:
+    """What the demo shows of the vault: its size, and one audited reveal."""
+
+    values: int
+    key_id: str
+    token: str
+    reveal_ok: bool
 
 
 def run_demo(settings: Settings) -> int:
@@ -57,8 +73,11 @@ def run_demo(settings: Settings) -> int:
     started = time.perf_counter()
     with embedded_postgres() as dsn, embedded_sqs() as endpoint:
         print(f"  servers up in {time.perf_counter() - started:.1f} s", flush=True)
+        private_key, public_key = generate_key_pair()  # throwaway: lives only in this process
         demo_settings = settings.model_copy(
             update={
+                "vault_public_key": settings.vault_public_key
+                or base64.b64encode(public_key).decode(),
                 "database_url": SecretStr(dsn),
                 "sqs_endpoint_url": endpoint,
                 "hmac_key": settings.hmac_key or SecretStr(DEMO_HMAC_KEY),
@@ -71,12 +90,14 @@ def run_demo(settings: Settings) -> int:
                 ),
             }
         )
-        report = run_async(_demo(demo_settings, events))
+        report = run_async(_demo(demo_settings, events, private_key))
     print(render(report))
     return 0
 
 
-async def _demo(settings: Settings, events: Sequence[SyntheticEvent]) -> DemoRun:
+async def _demo(
+    settings: Settings, events: Sequence[SyntheticEvent], private_key: bytes
+) -> DemoRun:
     started = time.perf_counter()
     settings = await _seed(settings, [event.body for event in events])
     seed_seconds = time.perf_counter() - started
@@ -92,7 +113,8 @@ async def _demo(settings: Settings, events: Sequence[SyntheticEvent]) -> DemoRun
     async with open_queue(settings) as queue:
         remaining = await queue.depth()
     table = await _table_facts(settings)
-    return DemoRun(events, seed_seconds, redelivered, drain_seconds, stats, remaining, table)
+    vault = await _vault_check(settings, private_key, table["sample"])
+    return DemoRun(events, seed_seconds, redelivered, drain_seconds, stats, remaining, table, vault)
 
 
 async def _seed(settings: Settings, bodies: list[str]) -> Settings:
@@ -107,7 +129,7 @@ async def _seed(settings: Settings, bodies: list[str]) -> Settings:
 async def crash_after_commit(settings: Settings, count: int) -> int:
     """Receive about `count` messages, commit them, and "crash" before deleting: their
     visibility is set to 0, as if their timeout had run out, so SQS delivers them again."""
-    transformer = Transformer(HmacMasker(settings.key_bytes))
+    transformer = Transformer(build_masker(settings))
     async with open_queue(settings) as queue, open_pool(settings) as pool:
         received: list[Envelope] = []
         while len(received) < count:
@@ -115,8 +137,9 @@ async def crash_after_commit(settings: Settings, count: int) -> int:
             if not batch:
                 break
             received.extend(batch)
-        rows, rejects = split_outcomes([transformer.process(e) for e in received])
-        await PostgresSink(pool).write(rows, rejects)
+        processed = [transformer.process(e) for e in received]
+        rows, rejects = split_outcomes(processed)
+        await PostgresSink(pool).write(rows, rejects, vault_entries(processed))
         await queue.change_visibility([e.receipt_handle for e in received], 0)
     return len(received)
 
@@ -129,6 +152,29 @@ async def _table_facts(settings: Settings) -> dict[str, Any]:
     finally:
         await connection.close()
     return facts
+
+
+async def _vault_check(
+    settings: Settings, private_key: bytes, sample: Sequence[Any]
+) -> VaultCheck | None:
+    """Reveal one sample row's ip with the private key (as a custodian would, audited),
+    and check that masking the value gives the token back. The value is not printed."""
+    token = next((row["masked_ip"] for row in sample if row["masked_ip"]), None)
+    opener = Opener(private_key)
+    if token is None or settings.vault_key != public_key_of(private_key):
+        return None
+    connection = await connect(settings.dsn)
+    try:
+        request = Request("demo", "make run: showing an audited recovery")
+        revealed = (await reveal(connection, opener, [token], request))[0]
+        values = int(await connection.fetchval(query("demo_vault_size")))
+    finally:
+        await connection.close()
+    ok = (
+        revealed.value is not None
+        and HmacMasker(settings.key_bytes).mask_ip(revealed.value) == token
+    )
+    return VaultCheck(values, opener.key_id, token, ok)
 
 
 def render(run: DemoRun) -> str:
@@ -156,11 +202,24 @@ def render(run: DemoRun) -> str:
         f"{table['devices']:,} masked device ids are {table['distinct_devices']:,} "
         "(equal values give equal tokens)",
         f"  rejects       {table['rejects']:>8,} rows in ingestor_rejects",
+        *_vault_lines(run.vault),
         "",
         "Five rows of user_logins:",
         *(_row(dict(r)) for r in table["sample"]),
     ]
     return "\n".join(lines)
+
+
+def _vault_lines(vault: VaultCheck | None) -> list[str]:
+    if vault is None:
+        return []
+    verdict = "it masks back to the same token" if vault.reveal_ok else "MISMATCH"
+    return [
+        f"  pii_vault     {vault.values:>8,} distinct values sealed to {vault.key_id} "
+        "(the service holds only the public key)",
+        f"  reveal        ip token {vault.token[:16]}… opened with the private key, audited "
+        f"in pii_reveal_audit: {verdict}",
+    ]
 
 
 def _row(row: dict[str, Any]) -> str:

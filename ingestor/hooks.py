@@ -169,36 +169,44 @@ STATE_LINES = {
 
 class LogHooks(Hooks):
     """One log line per state change; an outage is logged when it starts and when it ends,
-    not once per attempt."""
+    not once per attempt. Several operations of a stage may fail at once (two writers'
+    deletes): the outage starts with the first and ends when none is failing any more."""
 
     def __init__(self) -> None:
-        self._failing: set[str] = set()
+        self._failing: Counter[str] = Counter()  # operations failing now, per stage
 
     def on_state(self, state: str) -> None:
         line = STATE_LINES.get(state, state)
         log.info("%s", line, extra={"event": "state", "state": state})
 
     def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
-        if stage not in self._failing:
-            self._failing.add(stage)
+        if attempt != 1:
+            return  # the same operation failing again: already counted
+        if not self._failing[stage]:
             log.warning(
                 "%s failing, retrying with backoff: %s",
                 stage,
                 error,
                 extra={"event": "outage_start", "stage": stage},
             )
+        self._failing[stage] += 1
 
     def on_recovered(self, stage: str) -> None:
-        if stage in self._failing:
-            self._failing.discard(stage)
+        if self._settle(stage):
             log.info("%s recovered", stage, extra={"event": "outage_end", "stage": stage})
 
     def on_gave_up(self, stage: str) -> None:
-        if stage in self._failing:
-            self._failing.discard(stage)
-            log.warning(
-                "%s gave up after its retries", stage, extra={"event": "gave_up", "stage": stage}
-            )
+        log.warning(
+            "%s gave up after its retries", stage, extra={"event": "gave_up", "stage": stage}
+        )
+        self._settle(stage)
+
+    def _settle(self, stage: str) -> bool:
+        """One failing operation of `stage` ended; True when it was the last one."""
+        if not self._failing[stage]:
+            return False
+        self._failing[stage] -= 1
+        return not self._failing[stage]
 
     def on_deleted(self, result: BatchResult) -> None:
         if not result.failed:

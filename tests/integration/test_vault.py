@@ -662,10 +662,15 @@ async def test_replay_loads_rows_the_database_refused_once(
     # Then nothing more is loaded: the junk stays rejected, the rows stay once each
     assert (again.inserted, again.replaced, again.rejected) == (0, 0, junk)
     assert await counts(db) == loaded
-    audit = await db.fetch("SELECT actor, detail FROM pii_reveal_audit WHERE action = 'replay'")
+    # And each run is audited when it starts (so a run cut short is on record) and ends
+    audit = await db.fetch(
+        "SELECT actor, detail FROM pii_reveal_audit WHERE action = 'replay' ORDER BY id"
+    )
     assert [r["detail"] for r in audit] == [
-        "reason db_23514: loaded 5, still rejected 0",
-        f"reason any: loaded 0, still rejected {junk}",
+        "start: reason db_23514",
+        "done: reason db_23514: loaded 5, still rejected 0",
+        "start: reason any",
+        f"done: reason any: loaded 0, still rejected {junk}",
     ]
 
 

@@ -62,3 +62,20 @@ async def test_a_retry_that_runs_out_reports_the_give_up_and_the_next_outage_log
     assert hooks.events.count("gave up delete") == 2
     starts = [r for r in caplog.records if getattr(r, "event", "") == "outage_start"]
     assert len(starts) == 2
+
+
+def test_two_operations_failing_at_once_are_one_outage(caplog: pytest.LogCaptureFixture) -> None:
+    # Given two writers whose deletes fail during the same SQS outage
+    caplog.set_level(logging.INFO, logger="ingestor")
+    hooks = LogHooks()
+    error = QueueUnavailable("SQS unreachable: ClientConnectorError")
+    hooks.on_retry("delete", error, 1, 0.1)  # writer A
+    hooks.on_retry("delete", error, 1, 0.1)  # writer B
+    hooks.on_retry("delete", error, 2, 0.2)  # writer A again
+    # When A recovers, B fails once more, then B recovers
+    hooks.on_recovered("delete")
+    hooks.on_retry("delete", error, 3, 0.4)
+    hooks.on_recovered("delete")
+    # Then the log holds one start and one end
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events == ["outage_start", "outage_end"]

@@ -5,10 +5,11 @@ PyNaCl) to the vault's public key and stored beside its token in `pii_vault`, in
 transaction as the rows. The loader holds only the public key: it can seal, never open.
 Opening takes the private key, which stays with whoever runs `reveal` or `rekey`.
 
-Sealing costs about 50 µs, so a value is sealed only while its token is not known to be in
-the vault: `VaultingMasker` remembers tokens committed recently (`remember`, called after
-each commit) and seals the rest. A token sealed twice before its first commit is harmless:
-the insert is ON CONFLICT DO NOTHING.
+Sealing costs about 50 µs, so a value is sealed once: `VaultingMasker` remembers the
+tokens committed recently (`remember`, called after each commit), and until a value's
+first commit every message carrying it carries the same sealed entry. A value sealed again
+(after the memory's limit, or in another process) is harmless: the insert is ON CONFLICT
+DO NOTHING.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class VaultingMasker:
     the writer calls `remember()` with the tokens of each committed batch.
     """
 
-    __slots__ = ("_known", "_mask_key_id", "_masker", "_pending", "_size", "sealer")
+    __slots__ = ("_known", "_mask_key_id", "_masker", "_pending", "_sealed", "_size", "sealer")
 
     def __init__(self, hmac_key: bytes, sealer: Sealer, cache_size: int) -> None:
         self._masker = HmacMasker(hmac_key)
@@ -58,6 +59,10 @@ class VaultingMasker:
         self._known: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self._size = cache_size
         self._pending: dict[str, VaultEntry] = {}  # this message's, one per token
+        # Sealed but not yet committed: every message carrying the value carries this same
+        # entry until one of them commits, so it is sealed once, and whichever message
+        # commits first (others may be released or redelivered) writes it.
+        self._sealed: dict[str, VaultEntry] = {}
 
     def __repr__(self) -> str:
         return f"VaultingMasker(key_id={self.sealer.key_id!r})"
@@ -83,9 +88,10 @@ class VaultingMasker:
 
     def remember(self, tokens: list[str]) -> None:
         """These tokens are committed to the vault: stop sealing their values."""
-        known = self._known
+        known, sealed = self._known, self._sealed
         for token in tokens:
             known[token] = None
+            sealed.pop(token, None)
         while len(known) > self._size:
             del known[next(iter(known))]
 
@@ -93,13 +99,24 @@ class VaultingMasker:
         """These tokens were erased from the vault: seal their values again if seen."""
         for token in tokens:
             self._known.pop(token, None)
+            self._sealed.pop(token, None)
 
     def _vaulted(self, field: str, token: str, plaintext: str) -> str:
-        if token not in self._known and token not in self._pending:
-            sealed = self.sealer.seal(plaintext.encode("utf-8", "surrogatepass"))
-            ids = self.sealer.key_id, self._mask_key_id
-            self._pending[token] = VaultEntry(token, field, sealed, *ids)
+        if token in self._known or token in self._pending:
+            return token
+        entry = self._sealed.get(token)
+        if entry is None:
+            entry = self._seal(field, token, plaintext)
+        self._pending[token] = entry
         return token
+
+    def _seal(self, field: str, token: str, plaintext: str) -> VaultEntry:
+        sealed = self.sealer.seal(plaintext.encode("utf-8", "surrogatepass"))
+        entry = VaultEntry(token, field, sealed, self.sealer.key_id, self._mask_key_id)
+        self._sealed[token] = entry
+        if len(self._sealed) > self._size:  # values of messages never committed
+            del self._sealed[next(iter(self._sealed))]
+        return entry
 
 
 class VaultMemory(Hooks):

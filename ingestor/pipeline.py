@@ -17,7 +17,7 @@ from ingestor.errors import IngestorError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
 from ingestor.isolation import Sink
-from ingestor.models import Envelope, Processed
+from ingestor.models import BatchResult, Envelope, Processed
 from ingestor.retry import Backoff, retrying
 from ingestor.source import QueueClient, Receiver
 from ingestor.transform import Transformer
@@ -181,15 +181,19 @@ class Pipeline:
         than max_hold_seconds is no longer extended: it goes back to the queue (and, after
         maxReceiveCount, to the dead-letter queue) instead of being held forever."""
         config, loop = self._config, asyncio.get_running_loop()
+        failures = 0  # beats failed in a row: the attempt number the hooks see
         while True:
             await asyncio.sleep(config.heartbeat_interval)
             handles = self.inflight.held_since(loop.time() - config.max_hold_seconds)
-            if not handles:
-                continue
             try:
-                result = await self._queue.change_visibility(handles, config.visibility_timeout)
+                result = (
+                    await self._queue.change_visibility(handles, config.visibility_timeout)
+                    if handles
+                    else BatchResult(0)
+                )
             except IngestorError as error:  # logged once per outage; the next beat tries again
-                self._hooks.on_retry("heartbeat", error, 1, config.heartbeat_interval)
+                failures += 1
+                self._hooks.on_retry("heartbeat", error, failures, config.heartbeat_interval)
                 continue
             except Exception:
                 log.exception(
@@ -197,8 +201,11 @@ class Pipeline:
                     extra={"event": "heartbeat_failed"},
                 )
                 continue
-            self._hooks.on_recovered("heartbeat")
-            self._hooks.on_extended(result)
+            if failures:  # a beat with nothing to extend also ends an outage
+                failures = 0
+                self._hooks.on_recovered("heartbeat")
+            if handles:
+                self._hooks.on_extended(result)
 
     async def _release_unfinished(self) -> None:
         handles = self.inflight.snapshot()

@@ -107,7 +107,7 @@ async def close_pool(pool: asyncpg.Pool, grace: float = 5.0) -> None:
 async def ping(pool: asyncpg.Pool) -> None:
     """One `SELECT 1` through the pool: does the database answer right now?"""
     async with mapped_errors():
-        await pool.fetchval("SELECT 1")
+        await pool.fetchval(query("ping"))
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

@@ -85,15 +85,19 @@ async def sample_depth(queue: DepthSource, interval: float, hooks: Hooks) -> Non
     """Report the queue's depth every `interval` seconds (one GetQueueAttributes call, not
     one per message). A failed sample is reported like any retry, and tried again at the
     next tick: a gauge a little stale is no reason to stop the service."""
+    failures = 0  # samples failed in a row: the attempt number the hooks see
     while True:
         await asyncio.sleep(interval)
         try:
             depth = await queue.depths()
         except IngestorError as error:
-            hooks.on_retry("depth", error, 1, interval)
+            failures += 1
+            hooks.on_retry("depth", error, failures, interval)
             continue
         except Exception:
             log.exception("sampling the queue depth failed", extra={"event": "depth_failed"})
             continue
-        hooks.on_recovered("depth")
+        if failures:
+            failures = 0
+            hooks.on_recovered("depth")
         hooks.on_queue_depth(depth)

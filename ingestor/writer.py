@@ -113,7 +113,7 @@ class BatchWriter:
         )
         handles = [item.receipt_handle for item in batch]
         self._inflight.committed(handles)
-        self._hooks.on_written(result, [*rejects, *refused], time.perf_counter() - started)
+        self._hooks.on_written(result, _as_stored(rejects, refused), time.perf_counter() - started)
         self._hooks.on_committed(batch)
         await self._delete(handles)
         if len(rows) > 1 and result.rejected_by_db >= len(rows):
@@ -158,3 +158,9 @@ def vault_entries(batch: Sequence[Processed]) -> list[VaultEntry]:
     """The batch's sealed values, one per token."""
     entries = {entry.token: entry for item in batch for entry in item.vault}
     return list(entries.values())
+
+
+def _as_stored(rejects: list[Rejection], refused: list[Rejection]) -> list[Rejection]:
+    """The rejects as committed: one the database refused counts once, as its replacement."""
+    replaced = {r.message_id for r in refused}
+    return [r for r in rejects if r.message_id not in replaced] + refused

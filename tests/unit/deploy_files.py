@@ -22,10 +22,24 @@ DEFAULT_METRICS_PORT = 9108
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice, as Docker Compose and
+    kubectl do (PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate keys {repeated}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def yaml_documents(path: Path) -> list[dict[str, Any]]:
-    """The non-empty documents of a YAML file."""
+    """The non-empty documents of a YAML file (duplicate keys refused)."""
     with path.open(encoding="utf-8") as handle:
-        return [document for document in yaml.safe_load_all(handle) if document]
+        return [document for document in yaml.load_all(handle, StrictLoader) if document]
 
 
 def yaml_document(path: Path) -> dict[str, Any]:

@@ -132,7 +132,7 @@ async def test_a_reject_the_database_refuses_is_kept_without_its_body() -> None:
             return await super().write(rows, rejects)
 
     sink, queue = PickySink(), FakeQueue()
-    writer, _, _ = make_writer(sink, queue)
+    writer, _, stats = make_writer(sink, queue)
     # When a batch with three rows and one (validation) reject is flushed
     await writer.flush(processed(3) + processed(1, start=3, ip="300.0.0.1"))
     # Then the rows commit, and the reject is kept with the database's reason, no body
@@ -141,6 +141,8 @@ async def test_a_reject_the_database_refuses_is_kept_without_its_body() -> None:
     assert (kept.reason_code, kept.body) == ("db_23514", None)
     assert "invalid_ip" in kept.reason
     assert len(queue.deleted) == 4
+    # And the hooks count that message once, under the reason it was stored with
+    assert (stats.rejected, dict(stats.reasons)) == (1, {"db_23514": 1})
 
 
 async def test_a_table_that_refuses_every_row_stops_the_service() -> None:

@@ -12,6 +12,7 @@ New events carrying the same value later are masked (and vaulted) as usual.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from ingestor.audit import Request, record
 from ingestor.queries import query
 from ingestor.tokens import is_tombstone, replace_tokens, tombstone
 from ingestor.vault import VaultingMasker
+
+log = logging.getLogger("ingestor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,8 @@ async def forget(
     async with connection.transaction():
         status = await connection.execute(query("delete_vault"), wanted)
         rows, rejects = await replace_tokens(connection, mapping, _drop_sealed_body)
-        await record(connection, request, "forget", wanted, detail)
+        # The audit row names the tombstones, never the erased tokens (see replace_tokens).
+        await record(connection, request, "forget", list(mapping.values()), detail)
     return Erased(len(wanted), int(status.split()[-1]), rows, rejects)
 
 
@@ -78,24 +82,29 @@ ERASURE_POLL_SECONDS = 30.0
 async def follow_erasures(
     pool: Any, masker: VaultingMasker, interval: float = ERASURE_POLL_SECONDS
 ) -> None:
-    """Run beside the service: every `interval` seconds, tell the masker which tokens were
-    erased since the last look, so a value seen again after its erasure is vaulted again
-    (the masker would otherwise remember it as vaulted). A failed look is tried again at
-    the next tick: the service's work does not depend on it."""
-    last: int | None = None
+    """Run beside the service: every `interval` seconds, count the erasures on record;
+    when the count grows, the masker forgets everything it remembers as vaulted, so a
+    value seen again after its erasure is vaulted again. (The audit trail names only
+    tombstones, not which tokens were erased: the memory is simply refilled.) Counting,
+    not reading rows after an id, sees a forget that commits out of id order. A failed
+    look is logged once and tried again at the next tick: loading does not depend on it."""
+    seen: int | None = None
+    failing = False
     while True:
         try:
-            if last is None:
-                last = int(await pool.fetchval(query("last_audit_id")))
-            else:
-                last = await _evict_erased(pool, masker, last)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            pass
+            count = int(await pool.fetchval(query("count_erasures")))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            if not failing:
+                log.warning(
+                    "cannot read erasures from pii_reveal_audit (%s); a value erased meanwhile "
+                    "and seen again may be loaded without a vault entry until this works",
+                    type(error).__name__,
+                    extra={"event": "erasures_unreadable"},
+                )
+            failing = True
+        else:
+            failing = False
+            if seen is not None and count != seen:
+                masker.forget_all()
+            seen = count
         await asyncio.sleep(interval)
-
-
-async def _evict_erased(pool: Any, masker: VaultingMasker, last: int) -> int:
-    for row in await pool.fetch(query("erasures_since"), last):
-        masker.forget(list(row["tokens"]))
-        last = row["id"]
-    return last

@@ -13,7 +13,13 @@ from typing import Any
 
 from ingestor.audit import Request, record
 from ingestor.queries import query
+from ingestor.tokens import is_tombstone
 from ingestor.vault import Opener
+
+UNKNOWN = (
+    "not in the vault: an unknown token, a value loaded while the vault was off, or an "
+    "erased value (forget replaced it with a tombstone wherever it stood)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +37,12 @@ async def reveal(
     wanted = list(dict.fromkeys(tokens))
     async with connection.transaction():
         found = {r["token"]: r for r in await connection.fetch(query("vault_lookup"), wanted)}
+        # Unknown tokens are not recorded: one may be the token of an erased value, and
+        # writing it back would let the HMAC key's holders test guesses against it again.
+        recorded = [t for t in wanted if t in found or is_tombstone(t)]
         detail = f"{len(found)} of {len(wanted)} in the vault"
-        await record(connection, request, "reveal", wanted, detail)
-    erased = await _erased(connection, [t for t in wanted if t not in found])
+        await record(connection, request, "reveal", recorded, detail)
+    erased = await _erased(connection, [t for t in wanted if is_tombstone(t)])
     return [_opened(token, found.get(token), erased.get(token), opener) for token in wanted]
 
 
@@ -47,7 +56,8 @@ async def _erased(connection: Any, tokens: list[str]) -> dict[str, dt.datetime]:
 def _opened(token: str, row: Any, erased_at: dt.datetime | None, opener: Opener) -> Revealed:
     if row is None:
         if erased_at is not None:
-            return Revealed(token, problem=f"erased on {erased_at:%Y-%m-%d %H:%M} UTC (forget)")
-        return Revealed(token, problem="not in the vault (unknown token, or loaded unvaulted)")
+            when = f"{erased_at:%Y-%m-%d %H:%M} UTC"
+            return Revealed(token, problem=f"the tombstone of a value erased on {when} (forget)")
+        return Revealed(token, problem=UNKNOWN)
     plaintext = opener.open(row["sealed"], row["key_id"])
     return Revealed(token, row["field"], plaintext.decode("utf-8", "surrogatepass"))

@@ -1,6 +1,6 @@
 """Replacing tokens wherever they stand: user_logins, the rejects' redacted bodies and
-their token lists. Erasure maps a token to a random tombstone; key rotation maps it to the
-token under the new key. Runs inside the caller's transaction."""
+their token lists, and the audit trail. Erasure maps a token to a random tombstone; key
+rotation maps it to the token under the new key. Runs inside the caller's transaction."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ async def replace_tokens(
     )
     status = await connection.execute(query("replace_login_tokens"))
     rows = int(status.split()[-1])
+    await connection.execute(query("replace_audit_tokens"))
     rejects = await connection.fetch(query("rejects_with_tokens"))
     updates = [_rewritten(reject, mapping, body_policy) for reject in rejects]
     if updates:

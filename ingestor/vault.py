@@ -95,11 +95,11 @@ class VaultingMasker:
         while len(known) > self._size:
             del known[next(iter(known))]
 
-    def forget(self, tokens: list[str]) -> None:
-        """These tokens were erased from the vault: seal their values again if seen."""
-        for token in tokens:
-            self._known.pop(token, None)
-            self._sealed.pop(token, None)
+    def forget_all(self) -> None:
+        """Values were erased from the vault (which ones, the audit trail does not say):
+        trust nothing remembered, seal each value again when next seen."""
+        self._known.clear()
+        self._sealed.clear()
 
     def _vaulted(self, field: str, token: str, plaintext: str) -> str:
         if token in self._known or token in self._pending:

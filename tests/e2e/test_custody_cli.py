@@ -205,9 +205,16 @@ async def test_the_custody_commands_end_to_end(
     assert result.returncode == 0, result.stderr
     assert "erased 1 tokens: 1 vault rows deleted" in result.stdout
     result = await cli("reveal", ip_token, *args, env=env)
-    # Then the reveal exits 1 saying it was erased
+    # Then the reveal exits 1: the token is in the vault no more
     assert result.returncode == 1
-    assert f"{ip_token}: erased on" in result.stderr
+    assert f"{ip_token}: not in the vault" in result.stderr
+    # And a reveal of the tombstone that replaced it says when it was erased
+    stone = await db.fetchval(
+        "SELECT masked_ip FROM user_logins WHERE user_id = 'u-e2e' AND masked_ip LIKE 'erased:%'"
+    )
+    result = await cli("reveal", stone, *args, env=env)
+    assert result.returncode == 1
+    assert f"{stone}: the tombstone of a value erased on" in result.stderr
     assert await db.fetchval("SELECT count(*) FROM user_logins WHERE masked_ip = $1", ip_token) == 0
 
     # When the user's remaining values are forgotten by user id

@@ -56,6 +56,12 @@ def _add_rekey(commands: Any) -> None:
         help="environment variable holding the new HMAC key (never on the command line)",
     )
     rekey.add_argument("--batch-size", type=_positive, default=10_000, help="vault rows per commit")
+    rekey.add_argument(
+        "--accept-unvaulted",
+        action="store_true",
+        help="rotate even though some rows have tokens with no vault entry (they keep "
+        "tokens under the old key)",
+    )
     _audit_flags(rekey, reason_required=False)
 
 
@@ -81,8 +87,26 @@ def _positive(text: str) -> int:
     return value
 
 
-def _private_key_flag(parser: argparse.ArgumentParser, text: str = "vault private key") -> None:
-    parser.add_argument("--private-key-file", type=Path, required=True, metavar="FILE", help=text)
+def _private_key_flag(parser: argparse.ArgumentParser, text: str = "") -> None:
+    if text:  # one file to create
+        parser.add_argument(
+            "--private-key-file", type=Path, required=True, metavar="FILE", help=text
+        )
+        return
+    parser.add_argument(
+        "--private-key-file",
+        type=Path,
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="vault private key; repeat it for values sealed to an earlier key pair",
+    )
+
+
+def _opener(args: argparse.Namespace) -> Any:
+    from ingestor.vault import Opener  # noqa: PLC0415
+
+    return Opener(*(read_private_key(path) for path in args.private_key_file))
 
 
 def _audit_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> None:
@@ -114,9 +138,8 @@ def _request(args: argparse.Namespace, reason: str | None = None) -> Request:
 
 def _reveal(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.reveal import reveal  # noqa: PLC0415
-    from ingestor.vault import Opener  # noqa: PLC0415
 
-    opener = Opener(read_private_key(args.private_key_file))
+    opener = _opener(args)
     request = _request(args)
     results = _run(settings, lambda c: reveal(c, opener, args.tokens, request))
     for item in results:
@@ -157,15 +180,12 @@ def _forget(settings: Settings, args: argparse.Namespace) -> int:
 
 def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.rekey import rekey  # noqa: PLC0415
-    from ingestor.vault import Opener  # noqa: PLC0415
 
     new_key = _new_hmac_key(args.new_hmac_key_env)
-    opener = Opener(read_private_key(args.private_key_file))
+    opener = _opener(args)
     request = _request(args)
-    done = _run(
-        settings,
-        lambda c: rekey(c, opener, new_key, request, batch_size=args.batch_size),
-    )
+    options = {"batch_size": args.batch_size, "accept_unvaulted": args.accept_unvaulted}
+    done = _run(settings, lambda c: rekey(c, opener, new_key, request, **options))
     print(f"rekeyed {done.values} values: {done.rows} rows, {done.rejects} rejects rewritten")
     if done.unvaulted_rows:
         print(
@@ -207,11 +227,11 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.replay import Replay, replay  # noqa: PLC0415
     from ingestor.service import build_masker, open_pool  # noqa: PLC0415
     from ingestor.transform import Transformer  # noqa: PLC0415
-    from ingestor.vault import Opener, Sealer, VaultingMasker  # noqa: PLC0415
+    from ingestor.vault import Sealer, VaultingMasker  # noqa: PLC0415
 
     settings.require("hmac_key")
-    private_key = read_private_key(args.private_key_file)
-    opener = Opener(private_key)
+    private_key = read_private_key(args.private_key_file[0])
+    opener = _opener(args)
     reason = args.reject_reason
     request = _request(args, f"replay of rejects ({reason or 'every reason'})")
     # Replay always seals: a message rejected again must keep its original body, and a row

@@ -1,11 +1,20 @@
 """`ingestor rekey`: rotate the HMAC key.
 
 Every token is recomputed from the vault's plaintext (opened with the private key) under
-the new key, and rewritten in `user_logins`, the rejects and the vault, one transaction per
-batch of vault rows. Vault rows carry the id of the key their token was made with, so a
-batch is done exactly when its rows carry the new id: an interrupted run resumes where it
-stopped, and a second run finds nothing to do. Run it with the service stopped (or
-drained): rows loaded meanwhile under the old key would keep their old tokens.
+the new key and rewritten everywhere, in four phases, each a series of short
+transactions whose progress is recorded in `ingestor_rekey_state`:
+
+1. map: the vault is read in pages and each old token's new token goes to
+   `ingestor_rekey_map` (one pass over the vault);
+2. rows: `user_logins` is rewritten in ranges of blocks through that map (one pass over
+   the table, however large the vault);
+3. rejects: bodies, token lists and keyed digests, in pages; then the audit trail;
+4. vault: its rows move to their new tokens, page by page, leaving the map empty.
+
+An interrupted run resumes at the phase and position it had reached; a run after a
+finished one finds nothing under another key and changes nothing. Run it with the
+service stopped (or drained): rows loaded meanwhile under the old key would keep their
+old tokens. One rotation runs at a time (an advisory lock).
 """
 
 from __future__ import annotations
@@ -16,13 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestor.audit import Request, record
+from ingestor.errors import PermanentError
 from ingestor.keys import mask_key_id
 from ingestor.masking import HmacMasker
 from ingestor.queries import query
-from ingestor.tokens import replace_tokens
 from ingestor.vault import Opener
 
 log = logging.getLogger("ingestor")
+BLOCKS_PER_RANGE = 2_000  # about 16 MB of user_logins per transaction
+
+
+class RekeyRefused(PermanentError):
+    """The rotation cannot start (or resume) as asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +47,16 @@ class Rekeyed:
     unvaulted_rows: int  # rows whose tokens have no vault entry: left as they were
 
 
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """One rotation's tools: the opener of the vault, the new key's masker and id."""
+
+    opener: Opener
+    masker: HmacMasker
+    new_id: str
+    batch_size: int
+
+
 async def rekey(
     connection: Any,
     opener: Opener,
@@ -40,62 +64,148 @@ async def rekey(
     request: Request,
     *,
     batch_size: int = 10_000,
+    accept_unvaulted: bool = False,
     on_batch: Callable[[int], None] = lambda done: None,
 ) -> Rekeyed:
-    new_id = mask_key_id(new_key)
-    masker = HmacMasker(new_key)
-    await record(connection, request, "rekey", [], f"start: to {new_id}")
+    rotation = Rotation(opener, HmacMasker(new_key), mask_key_id(new_key), batch_size)
+    if not await connection.fetchval(query("rekey_lock")):
+        raise RekeyRefused("another rekey is running on this database")
+    phase, position = await _start_or_resume(connection, rotation, request, accept_unvaulted)
     values = rows = rejects = 0
-    while batch := await _next_batch(connection, opener, masker, new_id, batch_size):
-        values += batch[0]
-        rows += batch[1]
-        rejects += batch[2]
-        on_batch(values)
-    await _redigest_rejects(connection, opener, masker)
+    if phase == "map":
+        values = await _map_phase(connection, rotation, position, on_batch)
+        phase, position = "rows", "0"
+        if not await connection.fetchval(query("rekey_map_size")):
+            phase = "vault"  # nothing under another key: nothing to rewrite
+    if phase == "rows":
+        rows = await _rows_phase(connection, rotation, int(position or 0))
+        phase, position = "rejects", ""
+    if phase == "rejects":
+        rejects = await _rejects_phase(connection, rotation, position)
+    await _vault_phase(connection, rotation)
     unvaulted = int(await connection.fetchval(query("unvaulted_rows")))
-    detail = f"done: to {new_id}, {values} values, {rows} rows, {rejects} rejects"
+    detail = f"done: to {rotation.new_id}, {values} values, {rows} rows, {rejects} rejects"
     await record(connection, request, "rekey", [], detail)
     return Rekeyed(values, rows, rejects, unvaulted)
 
 
-async def _next_batch(
-    connection: Any, opener: Opener, masker: HmacMasker, new_id: str, size: int
-) -> tuple[int, int, int] | None:
-    """Rekey one batch in one transaction; None when nothing is left."""
+async def _start_or_resume(
+    connection: Any, rotation: Rotation, request: Request, accept_unvaulted: bool
+) -> tuple[str, str]:
+    """(phase, position) to go on from: a rotation already under way to this key resumes;
+    one to another key must be finished first."""
+    state = await connection.fetchrow(query("rekey_state"))
+    if state is not None:
+        if state["mask_key_id"] != rotation.new_id:
+            raise RekeyRefused(
+                f"a rotation to {state['mask_key_id']} is unfinished: run rekey with that "
+                "key again to finish it first"
+            )
+        log.info("resuming the rotation at its %s phase", state["phase"])
+        return str(state["phase"]), str(state["position"])
+    unvaulted = int(await connection.fetchval(query("unvaulted_rows")))
+    if unvaulted and not accept_unvaulted:
+        raise RekeyRefused(
+            f"{unvaulted} rows hold tokens with no vault entry (loaded while the vault was "
+            "off): they would keep tokens under the old key. Pass --accept-unvaulted to "
+            "rotate anyway"
+        )
     async with connection.transaction():
-        vault = await connection.fetch(query("vault_to_rekey"), new_id, size)
-        if not vault:
-            return None
-        mapping = {row["token"]: _new_token(row, opener, masker) for row in vault}
-        rows, rejects = await replace_tokens(connection, mapping, _keep_body)
-        await connection.execute(query("move_vault_rows"), new_id)
-    return len(vault), rows, rejects
+        await connection.execute(query("rekey_start"))
+        await connection.execute(query("rekey_begin"), rotation.new_id)
+        await record(connection, request, "rekey", [], f"start: to {rotation.new_id}")
+    return "map", ""
 
 
-def _new_token(row: Any, opener: Opener, masker: HmacMasker) -> str:
-    plaintext = opener.open(row["sealed"], row["key_id"]).decode("utf-8", "surrogatepass")
+async def _advance(connection: Any, rotation: Rotation, phase: str, position: str) -> None:
+    await connection.execute(query("rekey_advance"), rotation.new_id, phase, position)
+
+
+async def _map_phase(
+    connection: Any, rotation: Rotation, after: str, on_batch: Callable[[int], None]
+) -> int:
+    """Phase 1: the new token of every vault value not yet under the new key."""
+    done = 0
+    while page := await connection.fetch(
+        query("rekey_vault_page"), rotation.new_id, after, rotation.batch_size
+    ):
+        olds = [row["token"] for row in page]
+        news = [_new_token(row, rotation) for row in page]
+        after = olds[-1]
+        async with connection.transaction():
+            await connection.execute(query("rekey_map_insert"), olds, news)
+            await _advance(connection, rotation, "map", after)
+        done += len(page)
+        on_batch(done)
+    await _advance(connection, rotation, "rows", "0")
+    return done
+
+
+async def _rows_phase(connection: Any, rotation: Rotation, start: int) -> int:
+    """Phase 2: user_logins, one range of blocks per transaction."""
+    end = int(await connection.fetchval(query("rekey_blocks")))
+    changed = 0
+    for first in range(start, end + 1, BLOCKS_PER_RANGE):
+        last = first + BLOCKS_PER_RANGE
+        async with connection.transaction():
+            status = await connection.execute(query("rekey_rows"), first, last)
+            await _advance(connection, rotation, "rows", str(last))
+        changed += int(status.split()[-1])
+    await _advance(connection, rotation, "rejects", "")
+    return changed
+
+
+async def _rejects_phase(connection: Any, rotation: Rotation, after: str) -> int:
+    """Phase 3: rejects (bodies, token lists, digests) in pages, then the audit trail."""
+    changed = 0
+    while page := await connection.fetch(query("rekey_rejects_page"), after, rotation.batch_size):
+        tokens = list({token for reject in page for token in reject["pii_tokens"]})
+        mapping = dict(await connection.fetch(query("rekey_map_lookup"), tokens))
+        updates = [_rewritten(reject, mapping, rotation) for reject in page]
+        after = page[-1]["message_id"]
+        async with connection.transaction():
+            await connection.executemany(query("rekey_reject_update"), updates)
+            await _advance(connection, rotation, "rejects", after)
+        changed += len(updates)
+    async with connection.transaction():
+        await connection.execute(query("rekey_audit"))
+        await _advance(connection, rotation, "vault", "")
+    return changed
+
+
+async def _vault_phase(connection: Any, rotation: Rotation) -> None:
+    """Phase 4: vault rows to their new tokens, emptying the map; then the state goes."""
+    while await connection.fetchval(
+        query("rekey_vault_move"), rotation.new_id, rotation.batch_size
+    ):
+        pass
+    await connection.execute(query("rekey_finish"), rotation.new_id)
+
+
+def _new_token(row: Any, rotation: Rotation) -> str:
+    plaintext = rotation.opener.open(row["sealed"], row["key_id"])
+    text = plaintext.decode("utf-8", "surrogatepass")
     if row["field"] == "ip":
-        return masker.mask_ip(plaintext)
-    return masker.mask_device_id(plaintext)
+        return rotation.masker.mask_ip(text)
+    return rotation.masker.mask_device_id(text)
 
 
-def _keep_body(sealed: bytes | None, key_id: str | None) -> tuple[bytes | None, None]:
-    return sealed, None  # digests are redone from the sealed bodies at the end
+def _rewritten(reject: Any, mapping: dict[str, str], rotation: Rotation) -> tuple[Any, ...]:
+    """A reject with its tokens mapped and its keyed digest redone under the new key."""
+    body: str | None = reject["body"]
+    for old in reject["pii_tokens"]:
+        if body is not None and old in mapping:
+            body = body.replace(old, mapping[old])
+    tokens = [mapping.get(token, token) for token in reject["pii_tokens"]]
+    return reject["message_id"], body, tokens, _digest(reject, body, rotation)
 
 
-async def _redigest_rejects(connection: Any, opener: Opener, masker: HmacMasker) -> int:
-    """Every reject's keyed body digest, recomputed under the new key from its sealed
-    original, or from its body for a refused row (as the writer digests it); deterministic:
-    running it again changes nothing. Returns how many."""
-    rows = await connection.fetch(query("sealed_rejects"))
-    updates = [(row["message_id"], masker.digest_body(_digested(row, opener))) for row in rows]
-    await connection.executemany(query("set_reject_digest"), updates)
-    return len(updates)
-
-
-def _digested(reject: Any, opener: Opener) -> bytes:
-    """What the reject's digest is of: its original body, or a refused row's masked body."""
+def _digest(reject: Any, body: str | None, rotation: Rotation) -> str | None:
+    """What the writer would digest under the new key: the original body (sealed), or a
+    refused row's masked body; None keeps the digest there is (nothing to redo it from)."""
     if reject["sealed_body"] is not None:
-        return opener.open(reject["sealed_body"], reject["key_id"])
-    body: str = reject["body"]
-    return body.encode()
+        original = rotation.opener.open(reject["sealed_body"], reject["key_id"])
+        return rotation.masker.digest_body(original)
+    if reject["body_kind"] == "row" and body is not None:
+        return rotation.masker.digest_body(body.encode())
+    return None

@@ -13,6 +13,7 @@ loads each message once. Nothing is sent to or deleted from the queue.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,10 @@ from ingestor.isolation import Batch, Sink, write_isolating
 from ingestor.models import Envelope, LoginRow, Processed, WriteResult
 from ingestor.queries import query
 from ingestor.transform import Transformer
-from ingestor.vault import Opener
+from ingestor.vault import Opener, SealedError
 from ingestor.writer import split_outcomes, vault_entries
+
+log = logging.getLogger("ingestor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +78,23 @@ async def replay(
 
 
 async def _replay_batch(rows: list[Any], replay: Replay) -> WriteResult:
-    batch = [_processed(row, replay) for row in rows]
+    batch = [item for row in rows if (item := _openable(row, replay)) is not None]
+    if not batch:
+        return WriteResult(0, 0, 0)
     loaded, rejects = split_outcomes(batch)
     context = Batch(batch, replay.transformer.digest, vault_entries(batch))
     result, _ = await write_isolating(replay.sink, loaded, rejects, context)
     return result
+
+
+def _openable(row: Any, replay: Replay) -> Processed | None:
+    """The reject processed again; None (left as it is, with a warning) when it is sealed
+    to a key pair whose private key was not given."""
+    try:
+        return _processed(row, replay)
+    except SealedError as error:
+        log.warning("reject left as it is: %s", error, extra={"event": "replay_skipped"})
+        return None
 
 
 def _processed(row: Any, replay: Replay) -> Processed:

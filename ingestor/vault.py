@@ -130,23 +130,31 @@ class VaultMemory(Hooks):
 
 
 class Opener:
-    """Opens what was sealed to one key pair: held by `reveal`, `rekey` and `replay`,
-    never by the loader."""
+    """Opens what was sealed to its key pairs (one, or several after a key pair was
+    replaced): held by `reveal`, `rekey` and `replay`, never by the loader."""
 
-    __slots__ = ("_private", "_public", "key_id")
+    __slots__ = ("_pairs", "key_id")
 
-    def __init__(self, private_key: bytes) -> None:
-        self._private = private_key
-        self._public = public_key_of(private_key)
-        self.key_id = vault_key_id(self._public)
+    def __init__(self, private_key: bytes, *more: bytes) -> None:
+        self._pairs: dict[str, tuple[bytes, bytes]] = {}
+        for private in (private_key, *more):
+            public = public_key_of(private)
+            self._pairs[vault_key_id(public)] = (public, private)
+        self.key_id = next(iter(self._pairs))  # the first: the one named in messages
 
     def __repr__(self) -> str:
-        return f"Opener(key_id={self.key_id!r})"
+        return f"Opener(key_ids={list(self._pairs)!r})"
+
+    @property
+    def key_ids(self) -> list[str]:
+        return list(self._pairs)
 
     def open(self, sealed: bytes, key_id: str) -> bytes:
-        if key_id != self.key_id:
-            raise SealedError(f"sealed to key {key_id}; this private key is {self.key_id}")
+        pair = self._pairs.get(key_id)
+        if pair is None:
+            held = ", ".join(self._pairs)
+            raise SealedError(f"sealed to key {key_id}; the private keys given are {held}")
         try:
-            return crypto_box_seal_open(sealed, self._public, self._private)
+            return crypto_box_seal_open(sealed, *pair)
         except CryptoError:
             raise SealedError(f"a value sealed to {key_id} does not open (corrupt?)") from None

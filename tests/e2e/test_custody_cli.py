@@ -7,6 +7,7 @@ import asyncio
 import base64
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from ingestor.keys import mask_key_id, public_key_of, read_private_key, vault_key_id
 from ingestor.masking import HmacMasker
+from ingestor.queries import query
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
@@ -291,3 +293,58 @@ async def test_the_custody_commands_end_to_end(
     expect_absent(secrets_of(key_file, other_key_file), "\n".join(printed), "the output")
     found = await find_plaintext(db, pii)
     assert found == []
+
+
+@pytest.mark.postgres
+async def test_rekey_killed_half_way_and_run_again_ends_consistent(
+    make_settings: Callable[..., Settings],
+    sqs_queue: SqsQueue,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    # Given a loaded database with its values in the vault
+    key_file = tmp_path / "vault.key"
+    _, public_text = await asyncio.to_thread(generate_keys, key_file)
+    await sqs_queue.send([e.body for e in generate(800, seed=43, junk_rate=0.1)])
+    env = {**service_env(make_settings()), "INGESTOR_VAULT_PUBLIC_KEY": public_text}
+    result = await run("run", "--drain", env=env)
+    assert result.returncode == 0, result.stderr
+    rows_before = await db.fetchval("SELECT count(*) FROM user_logins")
+    rotate = (
+        "rekey", "--private-key-file", str(key_file), "--new-hmac-key-env", "NEW_KEY",
+        "--batch-size", "1",
+    )  # fmt: skip
+    env["NEW_KEY"] = NEW_KEY
+    # When a rekey is killed (SIGKILL) once it has committed some of its work
+    process = subprocess.Popen(  # noqa: ASYNC220 - killed below, not awaited
+        [sys.executable, "-m", "ingestor", *rotate], env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(2000):
+            if await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") >= 20:
+                break
+            await asyncio.sleep(0.005)
+        process.kill()
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -9, "the rekey ended before it could be killed"
+    assert await db.fetchval("SELECT phase FROM ingestor_rekey_state") is not None
+    # And is run again
+    result = await run(*rotate[:-2], env=env)
+    # Then it finishes, and every table is consistent under the new key
+    assert result.returncode == 0, result.stderr
+    new_id = mask_key_id(NEW_KEY.encode())
+    assert [r["mask_key_id"] for r in await db.fetch(
+        "SELECT DISTINCT mask_key_id FROM pii_vault"
+    )] == [new_id]  # fmt: skip
+    assert await db.fetchval("SELECT count(*) FROM user_logins") == rows_before
+    assert await db.fetchval(query("unvaulted_rows")) == 0  # every token has its vault row
+    assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") == 0
+    assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_state") == 0
+    # And a token of user_logins reveals a value that masks back to it under the new key
+    token = await db.fetchval("SELECT masked_ip FROM user_logins ORDER BY message_id LIMIT 1")
+    args = ("--private-key-file", str(key_file), "--reason", "check")
+    result = await run("reveal", token, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    value = result.stdout.strip().split("\t")[2]
+    assert HmacMasker(NEW_KEY.encode()).mask_ip(value) == token

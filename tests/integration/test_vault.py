@@ -24,7 +24,7 @@ from ingestor.keys import generate_key_pair, mask_key_id
 from ingestor.masking import HmacMasker, Masker, canonical_ip
 from ingestor.models import Envelope, WriteResult
 from ingestor.postgres import PostgresSink, create_pool
-from ingestor.rekey import rekey
+from ingestor.rekey import RekeyRefused, rekey
 from ingestor.replay import Replay, replay, summary
 from ingestor.reveal import reveal
 from ingestor.service import run_service
@@ -567,17 +567,28 @@ async def test_an_interrupted_rekey_resumes_to_the_same_state(
     # When a rekey stops after its first batch
     with pytest.raises(Interrupted):
         await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=25, on_batch=stop_after_first)
-    # Then that batch is committed and the rest is not
-    moved = await db.fetchval(
-        "SELECT count(*) FROM pii_vault WHERE mask_key_id = $1", mask_key_id(KEY_B)
-    )
-    assert moved == 25
+    # Then that batch's new tokens are committed to the rotation's map, the rotation is
+    # recorded as under way, and no table has changed yet
+    assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") == 25
+    progress = await db.fetchrow("SELECT mask_key_id, phase FROM ingestor_rekey_state")
+    assert tuple(progress) == (mask_key_id(KEY_B), "map")
     assert await db.fetchval("SELECT count(*) FROM pii_vault") == total
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM pii_vault WHERE mask_key_id = $1", mask_key_id(KEY_B)
+        )
+        == 0
+    )
+    # And a rotation to another key is refused until this one is finished
+    with pytest.raises(RekeyRefused, match="unfinished"):
+        await rekey(db, keys.opener, KEY_A + b"-other", REQUEST)
     # When it is run again
     done = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=25)
-    # Then it does the rest, and the result is the uninterrupted one
+    # Then it does the rest, and the result is the uninterrupted one, its work tables empty
     assert done.values == total - 25
     assert await state(db) == expected
+    assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") == 0
+    assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_state") == 0
 
 
 async def test_rekey_counts_rows_it_cannot_recompute(
@@ -591,8 +602,11 @@ async def test_rekey_counts_rows_it_cannot_recompute(
     await write_through_sink(database, envelopes[:5], HmacMasker(KEY_A))
     await write_through_sink(database, envelopes[5:], keys.masker(KEY_A))
     old_rows = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id LIKE 'old-%'")
-    # When the key is rotated
-    done = await rekey(db, keys.opener, KEY_B, REQUEST)
+    # When the key is rotated, it is refused: those rows would keep old-key tokens
+    with pytest.raises(RekeyRefused, match="4 rows hold tokens with no vault entry"):
+        await rekey(db, keys.opener, KEY_B, REQUEST)
+    # When it is rotated accepting that
+    done = await rekey(db, keys.opener, KEY_B, REQUEST, accept_unvaulted=True)
     # Then the vaulted rows are rekeyed, and the others are counted and left as they were
     assert (done.values, done.rows, done.unvaulted_rows) == (6, 3, 4)
     assert old_rows == await db.fetch(

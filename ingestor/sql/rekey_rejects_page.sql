@@ -1,0 +1,7 @@
+-- The next rejects after message id $1 that hold tokens or a digest to redo.
+SELECT message_id, body, body_kind, pii_tokens, sealed_body, key_id
+FROM ingestor_rejects
+WHERE message_id > $1
+  AND (cardinality(pii_tokens) > 0 OR sealed_body IS NOT NULL OR body_kind = 'row')
+ORDER BY message_id
+LIMIT $2;

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
-from ingestor.queries import migrations
+from ingestor.queries import migrations, query
 from ingestor.schema import migrate, schema_problems
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -93,3 +93,30 @@ async def test_a_user_with_only_dml_grants_can_start_once_migrated(database: str
 async def test_check_reports_a_missing_unique_index(db: asyncpg.Connection) -> None:
     await db.execute("DROP INDEX user_logins_message_id_key")
     assert any("no unique index on message_id" in p for p in await schema_problems(db))
+
+
+async def test_upgrading_lists_the_tokens_of_rejects_stored_before_the_vault(
+    empty_database: str,
+) -> None:
+    # Given a database at the first version, holding a reject with two tokens in its body
+    connection = await asyncpg.connect(empty_database)
+    try:
+        first_name, first_sql = migrations()[0]
+        await connection.execute(query("migrations_table"))
+        await connection.execute(first_sql)
+        await connection.execute(query("record_migration"), first_name)
+        ip_token, device_token = "a" * 64, "b" * 64
+        body = f'{{"ip": "{ip_token}", "nested": {{"device_id": "{device_token}"}}}}'
+        await connection.execute(
+            "INSERT INTO ingestor_rejects (message_id, reason_code, reason, body, body_kind,"
+            " body_bytes, body_digest, sent_at, receive_count)"
+            " VALUES ('m1', 'missing_user_id', 'r', $1, 'object', 10, 'd', now(), 1)",
+            body,
+        )
+        # When it is migrated to the current version
+        await migrate(connection)
+        # Then the reject lists its tokens, so erasure and rotation reach it
+        tokens = await connection.fetchval("SELECT pii_tokens FROM ingestor_rejects")
+        assert sorted(tokens) == [ip_token, device_token]
+    finally:
+        await connection.close()

@@ -31,3 +31,11 @@ ALTER TABLE ingestor_rejects ADD COLUMN IF NOT EXISTS pii_tokens varchar(256)[] 
 ALTER TABLE ingestor_rejects ADD COLUMN IF NOT EXISTS sealed_body bytea;
 ALTER TABLE ingestor_rejects ADD COLUMN IF NOT EXISTS key_id varchar(32);
 CREATE INDEX IF NOT EXISTS ingestor_rejects_pii_tokens_idx ON ingestor_rejects USING gin (pii_tokens);
+
+-- Rejects stored before this migration: their token lists, from their redacted bodies
+-- (tokens are 64 lowercase hex digits; a stray match is harmless: no map holds it).
+UPDATE ingestor_rejects
+SET pii_tokens = ARRAY(
+    SELECT DISTINCT m[1] FROM regexp_matches(body, '"([0-9a-f]{64})"', 'g') AS m
+)
+WHERE body IS NOT NULL AND cardinality(pii_tokens) = 0;

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ingestor.models import BatchResult, Envelope
+from ingestor.sqs import _CONCURRENT_BATCH_CALLS
 
 
 class SqsDouble:
@@ -34,5 +35,8 @@ class SqsDouble:
         return len(self._pending)
 
     async def _batched(self, count: int) -> None:
-        # Batch calls of 10 go out concurrently, as ingestor's SQS client sends them.
-        await asyncio.sleep(self._round_trip if count else 0)
+        # As ingestor's SQS client sends them: calls of 10 handles, at most
+        # _CONCURRENT_BATCH_CALLS of them at a time, each one round trip.
+        calls = -(-count // 10)
+        waves = -(-calls // _CONCURRENT_BATCH_CALLS)
+        await asyncio.sleep(self._round_trip * waves)

@@ -64,9 +64,9 @@ class HmacMasker:
             raise ValueError(f"the HMAC key must be at least {MIN_KEY_BYTES} bytes")
         # Keying once per domain and copying the state per value is about twice as fast
         # as a one-shot hmac.digest over domain + value.
-        self._ip = hmac.new(key, IP_DOMAIN + b"\x00", hashlib.sha256)
-        self._device_id = hmac.new(key, DEVICE_ID_DOMAIN + b"\x00", hashlib.sha256)
-        self._body = hmac.new(key, BODY_DOMAIN + b"\x00", hashlib.sha256)
+        self._ip = _keyed(key, IP_DOMAIN)
+        self._device_id = _keyed(key, DEVICE_ID_DOMAIN)
+        self._body = _keyed(key, BODY_DOMAIN)
 
     def __repr__(self) -> str:
         return "HmacMasker(key=<hidden>)"
@@ -84,7 +84,24 @@ class HmacMasker:
         return None  # no vault: a body that cannot be redacted is not kept
 
 
-def _token(keyed: hmac.HMAC, value: bytes) -> str:
+class _State(Protocol):
+    def copy(self) -> _State: ...
+
+    def update(self, data: bytes) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def _keyed(key: bytes, domain: bytes) -> _State:
+    """HMAC-SHA256 keyed with `key` and fed `domain` and a 0 byte. With OpenSSL, the C
+    state inside hmac.HMAC: its copy and hexdigest skip two Python-level wrappers (0.2 µs
+    of the 0.9 µs a token costs); same interface, same digest, else the HMAC itself."""
+    state = hmac.new(key, domain + b"\x00", hashlib.sha256)
+    inner: _State | None = getattr(state, "_hmac", None)
+    return inner if inner is not None else state
+
+
+def _token(keyed: _State, value: bytes) -> str:
     state = keyed.copy()
     state.update(value)
     return state.hexdigest()

@@ -24,6 +24,7 @@ from ingestor.sqs_wire import WireSqs, endpoint_for, wire_session
 from ingestor.telemetry import observing
 from ingestor.transform import Transformer
 from ingestor.vault import Sealer, VaultingMasker, VaultMemory
+from ingestor.writer import WriterConfig
 
 log = logging.getLogger("ingestor")
 T = TypeVar("T")
@@ -50,9 +51,10 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
 async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
     settings.require("queue_url")
     assert settings.queue_url is not None
-    # Long polls hold one connection each; each writer's deletes and the heartbeat may use
-    # up to 16 at once (sqs._CONCURRENT_BATCH_CALLS).
-    connections = settings.receivers + 16 * (settings.writers + 1)
+    # Long polls hold one connection each; each writer's pending deletes and the heartbeat
+    # may use up to 16 each at once (sqs._CONCURRENT_BATCH_CALLS).
+    pending = WriterConfig(settings.batch_size, settings.flush_interval).pending_deletes
+    connections = settings.receivers + 16 * (settings.writers * pending + 1)
     async with sqs_client(settings.region, settings.sqs_endpoint_url, connections) as client:
         if settings.sqs_client == "botocore":
             yield SqsQueue(client, settings.queue_url)

@@ -10,6 +10,7 @@ pipeline (the message comes back and upserts onto its row).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from ingestor.models import (
 from ingestor.retry import FEW_RETRIES, RETRY_FOREVER, Backoff, observed
 from ingestor.source import QueueClient
 
+log = logging.getLogger("ingestor")
+
 
 @dataclass(frozen=True, slots=True)
 class WriterConfig:
@@ -36,6 +39,10 @@ class WriterConfig:
     flush_interval: float
     write_backoff: Backoff = RETRY_FOREVER
     delete_backoff: Backoff = FEW_RETRIES
+    # Deletes of committed batches still going while the writer commits the next ones.
+    # Deleting 2,000 messages takes 13 round trips (16 calls of 10 at a time): awaited in
+    # line, that alone held a writer to ~7,700 msg/s at a 20 ms round trip.
+    pending_deletes: int = 2
 
 
 class BatchWriter:
@@ -59,14 +66,25 @@ class BatchWriter:
         self._hooks = hooks
         self._config = config
         self._digest = digest
+        self._deleting: set[asyncio.Task[None]] = set()
+        self._delete_slots = asyncio.Semaphore(config.pending_deletes)
 
     async def run(self) -> None:
-        """Flush batches until the end-of-stream marker (None) arrives."""
+        """Flush batches until the end-of-stream marker (None) arrives; each batch's
+        deletes go on in the background (at most `pending_deletes` at once) while the next
+        batch is collected and committed. Returns once every delete has finished."""
         ended = False
-        while not ended:
-            batch, ended = await self.collect()
-            if batch:
-                await self.flush(batch)
+        try:
+            while not ended:
+                batch, ended = await self.collect()
+                if batch:
+                    await self.flush(batch, delete_in_background=True)
+        except asyncio.CancelledError:
+            for task in self._deleting:  # stopping now: SQS redelivers, the upsert absorbs it
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*self._deleting, return_exceptions=True)
 
     async def collect(self) -> tuple[list[Processed], bool]:
         """Gather up to batch_size messages, for at most flush_interval after the first.
@@ -100,8 +118,11 @@ class BatchWriter:
         async with asyncio.timeout(None if remaining == float("inf") else remaining):
             return await self._inbox.get()
 
-    async def flush(self, batch: list[Processed]) -> WriteResult:
-        """Commit `batch`, then delete its messages from the queue."""
+    async def flush(
+        self, batch: list[Processed], *, delete_in_background: bool = False
+    ) -> WriteResult:
+        """Commit `batch`, then delete its messages from the queue (awaited, or started in
+        the background)."""
         rows, rejects = split_outcomes(batch)
         context = Batch(batch, self._digest, vault_entries(batch))
         started = time.perf_counter()
@@ -115,7 +136,10 @@ class BatchWriter:
         self._inflight.committed(handles)
         self._hooks.on_written(result, _as_stored(rejects, refused), time.perf_counter() - started)
         self._hooks.on_committed(batch)
-        await self._delete(handles)
+        if delete_in_background:
+            await self._start_delete(handles)
+        else:
+            await self._delete(handles)
         if len(rows) > 1 and result.rejected_by_db >= len(rows):
             # Every row refused is a table ingestor cannot write to, not a poison message:
             # stop before the whole queue turns into rejects (these are kept, with reasons).
@@ -124,6 +148,18 @@ class BatchWriter:
                 "check user_logins for a constraint or column ingestor cannot fill"
             )
         return result
+
+    async def _start_delete(self, handles: list[str]) -> None:
+        await self._delete_slots.acquire()  # backpressure: a slow queue slows the writer
+        task = asyncio.create_task(self._delete(handles), name="delete")
+        self._deleting.add(task)
+        task.add_done_callback(self._delete_done)
+
+    def _delete_done(self, task: asyncio.Task[None]) -> None:
+        self._deleting.discard(task)
+        self._delete_slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delete failed unexpectedly", exc_info=task.exception())
 
     async def _delete(self, handles: list[str]) -> None:
         """Delete committed messages. This never fails the pipeline: the rows are safe,

@@ -51,12 +51,14 @@ class Commits(Hooks):
         done = self.marks[-1][1] if self.marks else 0
         self.marks.append((time.perf_counter(), done + len(batch)))
 
-    def steady_rate(self) -> float:
+    def steady_rate(self) -> float | None:
         """Messages committed per second from the first commit to the last one while the
         queue still had messages: the pipeline's pace, without the start (pool, first
         batch) and the end of a drain (the last partial batch waits for its flush
         interval, the last deletes), fixed costs that would weigh on a short run."""
         window = [mark for mark in self.marks if mark[0] <= self.last_receive]
+        if len(window) < 2:  # a run too short for a steady state (the quick mode's)
+            return None
         (start, first), (end, last) = window[0], window[-1]
         return (last - first) / (end - start)
 
@@ -90,7 +92,8 @@ async def drain_rate(
     finally:
         await close_pool(pool)
     assert queue.deleted == count
-    return commits.steady_rate(), cpu_share
+    steady = commits.steady_rate()
+    return (count / elapsed if steady is None else steady), cpu_share
 
 
 async def simulated_figures(

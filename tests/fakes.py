@@ -7,8 +7,17 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ingestor.errors import RowRejected, TransientError
-from ingestor.models import BatchResult, Envelope, LoginRow, Rejection, VaultEntry, WriteResult
+from ingestor.errors import IngestorError, RowRejected, TransientError
+from ingestor.hooks import Hooks
+from ingestor.models import (
+    BatchResult,
+    Envelope,
+    LoginRow,
+    QueueDepth,
+    Rejection,
+    VaultEntry,
+    WriteResult,
+)
 
 SENT_MS = 1_700_000_000_000  # 2023-11-14 UTC
 
@@ -91,3 +100,22 @@ class FakeSink:
             self.vault.setdefault(entry.token, entry)
         self.calls.append(f"commit {len(rows)}+{len(rejects)}")
         return WriteResult(len(rows) - replaced, replaced, len(rejects))
+
+
+class RecordingHooks(Hooks):
+    """Records the retry, recovery, give-up and depth events it hears, as short strings."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
+        self.events.append(f"retry {stage}")
+
+    def on_recovered(self, stage: str) -> None:
+        self.events.append(f"recovered {stage}")
+
+    def on_gave_up(self, stage: str) -> None:
+        self.events.append(f"gave up {stage}")
+
+    def on_queue_depth(self, depth: QueueDepth) -> None:
+        self.events.append(f"depth {depth.visible}/{depth.in_flight}")

@@ -7,23 +7,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ingestor.errors import IngestorError, QueueUnavailable
-from ingestor.hooks import HookChain, Hooks, LogHooks
+from ingestor.errors import QueueUnavailable
+from ingestor.hooks import HookChain, LogHooks
 from ingestor.retry import Backoff, observed
-
-
-class Recorder(Hooks):
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
-        self.events.append(f"retry {stage}")
-
-    def on_recovered(self, stage: str) -> None:
-        self.events.append(f"recovered {stage}")
-
-    def on_gave_up(self, stage: str) -> None:
-        self.events.append(f"gave up {stage}")
+from tests.fakes import RecordingHooks
 
 
 def failing(times: int) -> Callable[[], Awaitable[str]]:
@@ -42,7 +29,7 @@ FAST = Backoff(base=0.001, cap=0.001, attempts=3)
 
 
 async def test_a_retry_that_succeeds_reports_the_recovery() -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     assert await observed("delete", failing(2), FAST, hooks) == "done"
     assert hooks.events == ["retry delete", "retry delete", "recovered delete"]
 
@@ -52,7 +39,7 @@ async def test_a_retry_that_runs_out_reports_the_give_up_and_the_next_outage_log
 ) -> None:
     # Given deletes that fail more often than they are retried
     caplog.set_level(logging.INFO, logger="ingestor")
-    hooks = Recorder()
+    hooks = RecordingHooks()
     chain = HookChain(LogHooks(), hooks)
     # When two such deletes run one after the other
     for _ in range(2):

@@ -12,20 +12,7 @@ from ingestor.hooks import Hooks
 from ingestor.models import QueueDepth
 from ingestor.settings import Settings
 from ingestor.telemetry import Telemetry, observing, sample_depth
-
-
-class Recorder(Hooks):
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
-        self.events.append(f"retry {stage}")
-
-    def on_recovered(self, stage: str) -> None:
-        self.events.append(f"recovered {stage}")
-
-    def on_queue_depth(self, depth: QueueDepth) -> None:
-        self.events.append(f"depth {depth.visible}/{depth.in_flight}")
+from tests.fakes import RecordingHooks
 
 
 class FlakyDepths:
@@ -46,7 +33,7 @@ class FlakyDepths:
 
 
 async def test_the_sampler_reports_depths_and_rides_out_a_failed_sample() -> None:
-    recorder = Recorder()
+    recorder = RecordingHooks()
     task = asyncio.create_task(sample_depth(FlakyDepths(), 0.01, recorder))
     for _ in range(1000):  # up to 10 s
         if len(recorder.events) >= 5:

@@ -22,7 +22,7 @@ import orjson
 
 from ingestor.audit import Request, record
 from ingestor.queries import query
-from ingestor.tokens import is_tombstone, replace_tokens, tombstone
+from ingestor.tokens import is_tombstone, remapped, tombstone
 from ingestor.vault import VaultingMasker
 
 log = logging.getLogger("ingestor")
@@ -63,17 +63,35 @@ async def forget(
     mapping = {token: tombstone() for token in wanted}
     async with connection.transaction():
         status = await connection.execute(query("delete_vault"), wanted)
-        rows, rejects = await replace_tokens(connection, mapping, _drop_sealed_body)
-        # The audit row names the tombstones, never the erased tokens (see replace_tokens).
+        rows, rejects = await _replace_everywhere(connection, mapping)
+        # The audit row names the tombstones, never the erased tokens (see above).
         await record(connection, request, "forget", list(mapping.values()), detail)
     return Erased(len(wanted), int(status.split()[-1]), rows, rejects)
 
 
-def _drop_sealed_body(sealed: bytes | None, key_id: str | None) -> tuple[None, str]:
-    # The sealed original holds the erased value; so does the keyed digest of the original
-    # (or of a refused row's body with the token in it): whoever holds the HMAC key could
-    # test a guess against it. A random tombstone replaces it too.
-    return None, tombstone()
+async def _replace_everywhere(connection: Any, mapping: dict[str, str]) -> tuple[int, int]:
+    """Each erased token becomes its tombstone in user_logins, the audit trail and the
+    rejects; (rows changed, rejects changed)."""
+    await connection.execute(query("token_map"))
+    await connection.copy_records_to_table(
+        "ingestor_token_map", records=list(mapping.items()), columns=("old", "new")
+    )
+    status = await connection.execute(query("replace_login_tokens"))
+    await connection.execute(query("replace_audit_tokens"))
+    rejects = await connection.fetch(query("rejects_with_tokens"))
+    if rejects:
+        await connection.executemany(
+            query("rewrite_reject"), [_erased(reject, mapping) for reject in rejects]
+        )
+    return int(status.split()[-1]), len(rejects)
+
+
+def _erased(reject: Any, mapping: dict[str, str]) -> tuple[Any, ...]:
+    """The reject's update. Its sealed original holds the erased value, and so does the
+    keyed digest of the original (or of a refused row's body with the token in it): whoever
+    holds the HMAC key could test a guess against it. A random tombstone replaces it too."""
+    body, tokens = remapped(reject["body"], reject["pii_tokens"], mapping)
+    return reject["message_id"], body, tokens, None, tombstone()
 
 
 ERASURE_POLL_SECONDS = 30.0

@@ -29,6 +29,7 @@ from ingestor.errors import PermanentError
 from ingestor.keys import mask_key_id
 from ingestor.masking import HmacMasker
 from ingestor.queries import query
+from ingestor.tokens import remapped
 from ingestor.vault import Opener
 
 log = logging.getLogger("ingestor")
@@ -192,11 +193,7 @@ def _new_token(row: Any, rotation: Rotation) -> str:
 
 def _rewritten(reject: Any, mapping: dict[str, str], rotation: Rotation) -> tuple[Any, ...]:
     """A reject with its tokens mapped and its keyed digest redone under the new key."""
-    body: str | None = reject["body"]
-    for old in reject["pii_tokens"]:
-        if body is not None and old in mapping:
-            body = body.replace(old, mapping[old])
-    tokens = [mapping.get(token, token) for token in reject["pii_tokens"]]
+    body, tokens = remapped(reject["body"], reject["pii_tokens"], mapping)
     return reject["message_id"], body, tokens, _digest(reject, body, rotation)
 
 

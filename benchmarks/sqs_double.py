@@ -7,8 +7,7 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 
-from ingestor.models import BatchResult, Envelope
-from ingestor.sqs import _CONCURRENT_BATCH_CALLS
+from ingestor.models import EntryFailure, Envelope, QueueDepth
 
 
 class SqsDouble:
@@ -17,26 +16,23 @@ class SqsDouble:
         self._round_trip = round_trip
         self.deleted = 0
 
-    async def receive(self, wait_seconds: int, visibility_timeout: int) -> list[Envelope]:
+    async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
         await asyncio.sleep(self._round_trip)
         pending = self._pending
         return [pending.popleft() for _ in range(min(10, len(pending)))]
 
-    async def delete(self, receipt_handles: Sequence[str]) -> BatchResult:
-        await self._batched(len(receipt_handles))
+    async def delete_batch(self, receipt_handles: Sequence[str]) -> tuple[EntryFailure, ...]:
+        # One call of up to 10 handles, one round trip; the service's Acknowledger runs
+        # them 16 at a time, as against SQS.
+        await asyncio.sleep(self._round_trip)
         self.deleted += len(receipt_handles)
-        return BatchResult(len(receipt_handles))
+        return ()
 
-    async def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> BatchResult:
-        await self._batched(len(receipt_handles))
-        return BatchResult(len(receipt_handles))
+    async def change_visibility_batch(
+        self, receipt_handles: Sequence[str], seconds: int
+    ) -> tuple[EntryFailure, ...]:
+        await asyncio.sleep(self._round_trip)
+        return ()
 
-    async def depth(self) -> int:
-        return len(self._pending)
-
-    async def _batched(self, count: int) -> None:
-        # As ingestor's SQS client sends them: calls of 10 handles, at most
-        # _CONCURRENT_BATCH_CALLS of them at a time, each one round trip.
-        calls = -(-count // 10)
-        waves = -(-calls // _CONCURRENT_BATCH_CALLS)
-        await asyncio.sleep(self._round_trip * waves)
+    async def depths(self) -> QueueDepth:
+        return QueueDepth(len(self._pending), 0)

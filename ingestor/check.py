@@ -8,13 +8,21 @@ from ingestor.errors import IngestorError
 from ingestor.postgres import connect
 from ingestor.schema import schema_problems
 from ingestor.service import open_queue
-from ingestor.settings import Settings
+from ingestor.settings import Settings, env_name
 
 
 async def check_queue(settings: Settings) -> list[str]:
     async with open_queue(settings) as queue:
-        depth = await queue.depth()
-    return [f"ok   queue answers ({depth} messages waiting)"]
+        attributes = await queue.attributes()
+    depth = attributes.depth
+    if settings.visibility_timeout:
+        visibility = f"{settings.visibility_timeout} s (from {env_name('visibility_timeout')})"
+    else:
+        visibility = f"{attributes.visibility_timeout} s (the queue's own VisibilityTimeout)"
+    return [
+        f"ok   queue answers ({depth.visible} messages waiting, {depth.in_flight} in flight)",
+        f"ok   visibility timeout {visibility}",
+    ]
 
 
 async def check_database(settings: Settings) -> list[str]:

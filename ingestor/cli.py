@@ -1,7 +1,8 @@
 """`python -m ingestor [run|migrate|check|demo|keys|reveal|forget|rekey|rejects]`.
 
 Exit codes: 0 success; 1 a runtime failure that retrying cannot fix; 2 a bad setting
-(one line naming the variable).
+(one line naming the variable); 3 a drain that ended before the queue was empty (run it
+again).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from ingestor import __version__
 from ingestor.admin import HANDLERS, add_commands
-from ingestor.errors import ConfigError, IngestorError
+from ingestor.errors import ConfigError, DrainIncomplete, IngestorError
 from ingestor.hooks import HookChain, LogHooks, Stats
 from ingestor.logs import configure
 from ingestor.progress import LIVE_DEPTH_INTERVAL, live_progress
@@ -25,7 +26,7 @@ from ingestor.settings import Settings, env_name, load_settings
 log = logging.getLogger("ingestor")
 T = TypeVar("T")
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 def _flag_help(text: str, field: str) -> str:
@@ -116,15 +117,11 @@ def _run(settings: Settings) -> int:
         )
         await run_service(settings, stop, hooks)
 
-    run_async(service())
-    if stats.delete_failures and settings.drain:
-        log.warning(
-            "%d messages were committed but could not be deleted; SQS will deliver them "
-            "again and the next run upserts them onto their rows",
-            stats.delete_failures,
-            extra={"event": "incomplete"},
-        )
-        return EXIT_FAILURE
+    try:
+        run_async(service())
+    except DrainIncomplete as error:
+        log.warning("drain incomplete: %s", error, extra={"event": "incomplete"})
+        return EXIT_INCOMPLETE
     log.info(
         "done: received %d, loaded %d (%d replaced a redelivered row), rejected %d",
         stats.received,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from ingestor.acks import Acknowledger
 from ingestor.audit import Request
 from ingestor.cli import faster_depth_sampling, run_async
 from ingestor.embedded import embedded_postgres, embedded_sqs
@@ -111,7 +112,7 @@ async def _demo(
     await run_service(settings, asyncio.Event(), HookChain(stats, *([live] if live else [])))
     drain_seconds = time.perf_counter() - started
     async with open_queue(settings) as queue:
-        remaining = await queue.depth()
+        remaining = (await queue.depths()).visible
     table = await _table_facts(settings)
     vault = await _vault_check(settings, private_key, table["sample"])
     return DemoRun(events, seed_seconds, redelivered, drain_seconds, stats, remaining, table, vault)
@@ -140,7 +141,7 @@ async def crash_after_commit(settings: Settings, count: int) -> int:
         processed = [transformer.process(e) for e in received]
         rows, rejects = split_outcomes(processed)
         await PostgresSink(pool).write(rows, rejects, vault_entries(processed))
-        await queue.change_visibility([e.receipt_handle for e in received], 0)
+        await Acknowledger(queue).change_visibility([e.receipt_handle for e in received], 0)
     return len(received)
 
 

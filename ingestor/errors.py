@@ -42,6 +42,10 @@ class QueueError(PermanentError):
     """The queue refuses the work itself (no such queue, access denied)."""
 
 
+class QueueGone(QueueError):
+    """The queue does not exist (any more): deleted, or the URL or region is wrong."""
+
+
 class TransientError(IngestorError):
     """Worth retrying after a pause: an outage, a timeout, a lost connection, a deadlock."""
 
@@ -51,4 +55,14 @@ class DatabaseUnavailable(TransientError):
 
 
 class QueueUnavailable(TransientError):
-    """SQS cannot be reached or throttled us."""
+    """SQS cannot be reached, throttled us, or answered something that is not an answer."""
+
+
+class StaleCredentials(QueueUnavailable):
+    """SQS says the credentials expired, or the signature's time is off: the credentials
+    are refreshed before the retry."""
+
+
+class DrainIncomplete(IngestorError):
+    """`run --drain` ended before the queue was empty (a signal, or messages still held by
+    another consumer after waiting for them): run it again (exit code 3)."""

@@ -129,9 +129,28 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryFailure:
+    """One entry of an SQS batch call that failed: its receipt handle, SQS's code, and
+    whether SQS says the fault is its own (`SenderFault` false: worth another try)."""
+
+    handle: str
+    code: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class QueueDepth:
     """The queue's size as SQS approximates it: messages waiting (visible) and messages
     received by some consumer and not yet deleted (in flight, invisible)."""
 
     visible: int
     in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAttributes:
+    """What the service reads of its queue at start-up: its depth and its own
+    VisibilityTimeout (seconds)."""
+
+    depth: QueueDepth
+    visibility_timeout: int

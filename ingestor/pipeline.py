@@ -13,12 +13,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ingestor.errors import IngestorError
+from ingestor.acks import DEFAULT_POLICY, Acknowledger, AckPolicy
+from ingestor.drain import DrainWatch
+from ingestor.errors import IngestorError, QueueGone
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
 from ingestor.isolation import Sink
-from ingestor.models import BatchResult, Envelope, Processed
-from ingestor.retry import Backoff, retrying
+from ingestor.models import Envelope, Processed
 from ingestor.source import QueueClient, Receiver
 from ingestor.transform import Transformer
 from ingestor.writer import BatchWriter, WriterConfig
@@ -30,7 +31,11 @@ log = logging.getLogger("ingestor")
 class PipelineConfig:
     receivers: int = 16
     receive_wait_seconds: int = 20
-    visibility_timeout: int = 120
+    # The visibility timeout in force (the queue's own, unless the operator set one): what
+    # the heartbeat extends to, and how long a drain waits for messages held elsewhere.
+    visibility_timeout: int = 30
+    # Sent on every receive only when the operator set one; None leaves the queue's own.
+    receive_visibility: int | None = None
     drain: bool = False
     batch_size: int = 2_000
     flush_interval: float = 0.5
@@ -51,6 +56,17 @@ class PipelineConfig:
         the two queues."""
         return max(1, self.buffer_messages // 20)
 
+    @property
+    def held_wait(self) -> float:
+        """How long a drain waits for messages another consumer holds: until their
+        visibility timeout has surely run out and a receive has had time to see them."""
+        return self.visibility_timeout + self.receive_wait_seconds + 1.0
+
+    @property
+    def release_budget(self) -> float:
+        """The part of the shutdown timeout kept for handing messages back."""
+        return min(5.0, self.shutdown_timeout / 4)
+
 
 @dataclass(frozen=True, slots=True)
 class Buffered:
@@ -70,39 +86,53 @@ class Pipeline:
         transformer: Transformer,
         config: PipelineConfig,
         hooks: Hooks,
+        *,
+        acks: AckPolicy = DEFAULT_POLICY,
     ) -> None:
         self._queue = queue
         self._sink = sink
         self._transformer = transformer
         self._config = config
         self._hooks = hooks
+        self.acks = Acknowledger(queue, acks, hooks)
         self.inflight = InFlight()
         self._received: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(config.queue_bound)
         self._processed: asyncio.Queue[list[Processed] | None] = asyncio.Queue(config.queue_bound)
+        self.drain = (
+            DrainWatch(queue, lambda: self.inflight.idle, config.held_wait, hooks)
+            if config.drain
+            else None
+        )
 
     def buffered(self) -> Buffered:
         """A read-only look at the internal queues (for gauges; cheap, no copies)."""
         return Buffered(self._received.qsize(), self._processed.qsize(), self._config.queue_bound)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set (or, in drain mode, the queue is empty) and all that was
+        """Run until `stop` is set (or, in drain mode, the drain is over) and all that was
         received is committed and deleted. Raises a PermanentError that stopped it."""
         self._hooks.on_state("running")
         tasks = self._start(stop)
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        failure: BaseException | None = None
         try:
             await self._supervise(tasks, stop)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             for task in [*tasks, heartbeat]:
                 task.cancel()
             await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
-            await self._release_unfinished()
+            if not isinstance(failure, QueueGone):  # a queue that is gone takes nothing back
+                await self._release_unfinished()
             self._hooks.on_state("stopped")
 
     def _start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         config = self._config
+        halt = self.drain.ended if self.drain is not None else asyncio.Event()
         receivers = [
-            asyncio.create_task(self._receiver().run(stop), name=f"receiver-{i}")
+            asyncio.create_task(self._receiver().run(stop, halt), name=f"receiver-{i}")
             for i in range(config.receivers)
         ]
         writers = [
@@ -111,33 +141,40 @@ class Pipeline:
         ]
         return [
             *receivers,
+            asyncio.create_task(_set_on(stop, halt), name="halt-on-stop"),
             asyncio.create_task(self._end_after(receivers), name="end-of-input"),
             asyncio.create_task(self._transform(), name="transform"),
             *writers,
         ]
 
     async def _supervise(self, tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+        """Until every task ends, or a stop's deadline (the shutdown timeout, less what
+        the hand-back keeps for itself) passes. The first failure is raised."""
         everything: asyncio.Future[Any] = asyncio.gather(*tasks)
         stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({everything, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not everything.done():
                 self._hooks.on_state("draining")
-                await asyncio.wait_for(asyncio.shield(everything), self._config.shutdown_timeout)
-            everything.result()  # re-raises the first failure
-        except TimeoutError:
-            log.error(
-                "shutdown timeout (%.0f s) reached; handing %d uncommitted messages back "
-                "to the queue",
-                self._config.shutdown_timeout,
-                len(self.inflight),
-                extra={"event": "shutdown_timeout", "held": len(self.inflight)},
-            )
+                budget = self._config.shutdown_timeout - self._config.release_budget
+                await asyncio.wait({everything}, timeout=budget)
+            if not everything.done():
+                self._timed_out()
+            else:
+                everything.result()  # re-raises the first failure
         finally:
             stopping.cancel()
             everything.cancel()
             with contextlib.suppress(BaseException):
                 await everything
+
+    def _timed_out(self) -> None:
+        log.error(
+            "shutdown timeout (%.0f s) reached; handing %d uncommitted messages back to the queue",
+            self._config.shutdown_timeout,
+            len(self.inflight),
+            extra={"event": "shutdown_timeout", "held": len(self.inflight)},
+        )
 
     def _receiver(self) -> Receiver:
         config = self._config
@@ -146,9 +183,10 @@ class Pipeline:
             self._received,
             self.inflight,
             self._hooks,
+            self.acks,
             wait_seconds=config.receive_wait_seconds,
-            visibility_timeout=config.visibility_timeout,
-            drain=config.drain,
+            visibility_timeout=config.receive_visibility,
+            drain=self.drain,
         )
 
     def _writer(self) -> BatchWriter:
@@ -156,7 +194,7 @@ class Pipeline:
         return BatchWriter(
             inbox=self._processed,
             sink=self._sink,
-            queue=self._queue,
+            acks=self.acks,
             inflight=self.inflight,
             hooks=self._hooks,
             config=config,
@@ -179,50 +217,60 @@ class Pipeline:
         """Keep held messages invisible while they wait for a commit, so a slow flush or
         an outage does not make SQS hand them to another consumer. A message held longer
         than max_hold_seconds is no longer extended: it goes back to the queue (and, after
-        maxReceiveCount, to the dead-letter queue) instead of being held forever."""
+        maxReceiveCount, to the dead-letter queue) instead of being held forever. Each
+        beat's calls are retried as `acks.py` says; a beat that still fails is reported
+        and the next one tries again."""
         config, loop = self._config, asyncio.get_running_loop()
-        failures = 0  # beats failed in a row: the attempt number the hooks see
         while True:
             await asyncio.sleep(config.heartbeat_interval)
             handles = self.inflight.held_since(loop.time() - config.max_hold_seconds)
+            if not handles:
+                continue
             try:
-                result = (
-                    await self._queue.change_visibility(handles, config.visibility_timeout)
-                    if handles
-                    else BatchResult(0)
-                )
-            except IngestorError as error:  # logged once per outage; the next beat tries again
-                failures += 1
-                self._hooks.on_retry("heartbeat", error, failures, config.heartbeat_interval)
+                result = await self.acks.change_visibility(handles, config.visibility_timeout)
+            except IngestorError as error:  # the queue refused the call itself
+                self._hooks.on_retry("heartbeat", error, 1, config.heartbeat_interval)
                 continue
-            except Exception:
-                log.exception(
-                    "heartbeat failed; trying again at the next beat",
-                    extra={"event": "heartbeat_failed"},
-                )
-                continue
-            if failures:  # a beat with nothing to extend also ends an outage
-                failures = 0
-                self._hooks.on_recovered("heartbeat")
-            if handles:
-                self._hooks.on_extended(result)
+            self._hooks.on_extended(result)
 
     async def _release_unfinished(self) -> None:
+        """Hand what was received and not committed back to SQS (visibility 0), within
+        what is left of the shutdown timeout."""
         handles = self.inflight.snapshot()
         if not handles:
             return
+        budget = self._config.release_budget
         try:
-            result = await asyncio.wait_for(
-                retrying(lambda: self._queue.change_visibility(handles, 0), Backoff(attempts=3)),
-                timeout=10,
-            )
-        except Exception as error:  # the messages still come back after their timeout
-            log.warning(
-                "could not hand %d messages back: %s",
-                len(handles),
-                error,
-                extra={"event": "release_failed"},
-            )
+            async with asyncio.timeout(budget):
+                result = await self.acks.change_visibility(handles, 0, "release")
+        except TimeoutError:
+            self._not_released(len(handles), f"SQS did not answer within {budget:.1f} s")
             return
-        self.inflight.committed(handles)
+        except IngestorError as error:
+            self._not_released(len(handles), str(error))
+            return
+        self.inflight.released(handles)
         self._hooks.on_released(result)
+        if result.failed:
+            codes = sorted({code for _, code in result.failed})
+            self._not_released(len(result.failed), f"SQS refused them ({', '.join(codes)})")
+
+    def _not_released(self, count: int, why: str) -> None:
+        log.warning(
+            "could not hand %d messages back: %s; they come back after their visibility timeout",
+            count,
+            why,
+            extra={"event": "release_failed", "count": count},
+        )
+
+
+async def _set_on(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    """Set `halt` when `stop` is set, or return once `halt` is set (the drain is over)."""
+    stopping = asyncio.ensure_future(stop.wait())
+    halting = asyncio.ensure_future(halt.wait())
+    try:
+        await asyncio.wait({stopping, halting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        halting.cancel()
+    halt.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,13 +34,25 @@ RETRY_FOREVER = Backoff()
 FEW_RETRIES = Backoff(base=0.25, cap=5.0, attempts=8)
 
 
+class Interrupted(Exception):
+    """A stop was requested while waiting to retry: the operation was not done.
+    `after_failures`: it had failed before (an outage was reported to the hooks)."""
+
+    def __init__(self, after_failures: bool = False) -> None:
+        super().__init__()
+        self.after_failures = after_failures
+
+
 async def retrying(
     operation: Callable[[], Awaitable[T]],
     backoff: Backoff,
     on_retry: Callable[[TransientError, int, float], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> T:
     """Await `operation()` until it succeeds; `TransientError`s are retried with `backoff`,
-    anything else propagates. The last TransientError propagates once attempts run out."""
+    anything else propagates. The last TransientError propagates once attempts run out.
+    With `stop`, a stop during a pause between tries raises `Interrupted` (a try already
+    under way is never cut short)."""
     attempt = 0
     while True:
         try:
@@ -51,7 +64,18 @@ async def retrying(
             delay = backoff.delay(attempt)
             if on_retry is not None:
                 on_retry(error, attempt, delay)
-            await asyncio.sleep(delay)
+            await _pause(delay, stop)
+
+
+async def _pause(delay: float, stop: asyncio.Event | None) -> None:
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await stop.wait()
+    if stop.is_set():
+        raise Interrupted
 
 
 async def observed(
@@ -59,6 +83,7 @@ async def observed(
     operation: Callable[[], Awaitable[T]],
     backoff: Backoff,
     hooks: Hooks,
+    stop: asyncio.Event | None = None,
 ) -> T:
     """`retrying`, reporting each retry and the recovery after them to `hooks`."""
     failed = False
@@ -69,7 +94,9 @@ async def observed(
         hooks.on_retry(stage, error, attempt, delay)
 
     try:
-        result = await retrying(operation, backoff, on_retry)
+        result = await retrying(operation, backoff, on_retry, stop)
+    except Interrupted:
+        raise Interrupted(after_failures=failed) from None
     except IngestorError:
         if failed:
             hooks.on_gave_up(stage)

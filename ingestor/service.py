@@ -11,17 +11,20 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from ingestor.acks import DEFAULT_POLICY, AckPolicy
 from ingestor.erasure import follow_erasures
+from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
 from ingestor.hooks import HookChain, Hooks
 from ingestor.masking import HmacMasker
+from ingestor.models import QueueAttributes
 from ingestor.pipeline import Pipeline, PipelineConfig
 from ingestor.postgres import PostgresSink, close_pool, connect, create_pool
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.schema import migrate
 from ingestor.settings import Settings, env_name
-from ingestor.sqs import SqsQueue, sqs_client
-from ingestor.sqs_wire import WireSqs, endpoint_for, wire_session
-from ingestor.telemetry import observing
+from ingestor.sqs import SqsQueue, open_sqs
+from ingestor.sqs_wire import WireSqs, wire_session
+from ingestor.telemetry import Telemetry, observing
 from ingestor.transform import Transformer
 from ingestor.vault import Sealer, VaultingMasker, VaultMemory
 from ingestor.writer import WriterConfig
@@ -30,13 +33,16 @@ log = logging.getLogger("ingestor")
 T = TypeVar("T")
 
 
-def pipeline_config(settings: Settings) -> PipelineConfig:
+def pipeline_config(settings: Settings, visibility_timeout: int) -> PipelineConfig:
+    """The pipeline's settings; `visibility_timeout` is the one in force (the operator's,
+    else the queue's own)."""
     return PipelineConfig(
         receivers=settings.receivers,
         receive_wait_seconds=(
             settings.drain_wait_seconds if settings.drain else settings.receive_wait_seconds
         ),
-        visibility_timeout=settings.visibility_timeout,
+        visibility_timeout=visibility_timeout,
+        receive_visibility=settings.visibility_timeout,
         drain=settings.drain,
         batch_size=settings.batch_size,
         flush_interval=settings.flush_interval,
@@ -51,17 +57,19 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
 async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
     settings.require("queue_url")
     assert settings.queue_url is not None
-    # Long polls hold one connection each; each writer's pending deletes and the heartbeat
-    # may use up to 16 each at once (sqs._CONCURRENT_BATCH_CALLS).
-    pending = WriterConfig(settings.batch_size, settings.flush_interval).pending_deletes
-    connections = settings.receivers + 16 * (settings.writers * pending + 1)
-    async with sqs_client(settings.region, settings.sqs_endpoint_url, connections) as client:
+    async with open_sqs(settings.region, settings.sqs_endpoint_url, connections(settings)) as aws:
         if settings.sqs_client == "botocore":
-            yield SqsQueue(client, settings.queue_url)
+            yield SqsQueue(aws.client, settings.queue_url, aws.credentials)
             return
-        endpoint = endpoint_for(settings.region, settings.sqs_endpoint_url)
-        async with wire_session(connections) as http:
-            yield WireSqs(client, settings.queue_url, http, endpoint, settings.region)
+        async with wire_session(connections(settings)) as http:
+            yield WireSqs(aws, settings.queue_url, http)
+
+
+def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
+    """HTTP connections to SQS: one per long poll, and the batch calls of each writer's
+    pending deletes, the heartbeat and the hand-back."""
+    pending = WriterConfig(settings.batch_size, settings.flush_interval).pending_deletes
+    return settings.receivers + policy.connections(settings.writers * pending + 2)
 
 
 @asynccontextmanager
@@ -93,35 +101,90 @@ async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list
 
 async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> None:
     """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode),
-    observed by the telemetry (metrics, health endpoints, progress lines) throughout."""
+    observed by the telemetry (metrics, health endpoints, progress lines) throughout.
+    The queue's client comes first: no AWS credentials at all stops start-up at once."""
     settings.require("queue_url", "database_url", "hmac_key")
-    async with observing(settings, hooks) as telemetry:
+    async with observing(settings, hooks) as telemetry, open_queue(settings) as queue:
         hooks = telemetry.hooks
         hooks.on_state("starting")
         if await _until_stopped(run_migrations(settings, hooks), stop) is None:
             hooks.on_state("stopped")
             return
-        masker = build_masker(settings)
-        if isinstance(masker, VaultingMasker):
-            hooks = HookChain(hooks, VaultMemory(masker))
-        transformer = Transformer(masker)
-        async with open_queue(settings) as queue, open_pool(settings, hooks) as pool:
-            # The queue answers before the service calls itself ready (and a queue that
-            # does not exist stops it here, before anything is received).
-            depth = await _until_stopped(
-                observed("startup", queue.depths, RETRY_FOREVER, hooks), stop
-            )
-            if depth is None:
-                hooks.on_state("stopped")
-                return
-            hooks.on_queue_depth(depth)
-            pipeline = Pipeline(
-                queue, PostgresSink(pool), transformer, pipeline_config(settings), hooks
-            )
-            telemetry.attach(pipeline, queue, pool)
-            erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
-            async with _beside(erasures):
-                await pipeline.run(stop)
+        # The queue answers before the service calls itself ready (and a queue that does
+        # not exist stops it here, before anything is received).
+        attributes = await _until_stopped(_queue_at_start(queue, settings, hooks), stop)
+        if attributes is None:
+            hooks.on_state("stopped")
+            return
+        hooks.on_queue_depth(attributes.depth)
+        config = pipeline_config(settings, in_force(settings, attributes))
+        await _run_pipeline(settings, queue, config, telemetry, stop)
+
+
+async def _run_pipeline(
+    settings: Settings,
+    queue: SqsQueue,
+    config: PipelineConfig,
+    telemetry: Telemetry,
+    stop: asyncio.Event,
+) -> None:
+    masker = build_masker(settings)
+    hooks = telemetry.hooks
+    if isinstance(masker, VaultingMasker):
+        hooks = HookChain(hooks, VaultMemory(masker))
+    async with open_pool(settings, hooks) as pool:
+        pipeline = Pipeline(queue, PostgresSink(pool), Transformer(masker), config, hooks)
+        telemetry.attach(pipeline, queue, pool)
+        erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
+        async with _beside(erasures):
+            await pipeline.run(stop)
+        await drain_verdict(pipeline, queue, stop)
+
+
+async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:
+    try:
+        return await observed("startup", queue.attributes, RETRY_FOREVER, hooks)
+    except QueueGone:
+        raise QueueGone(
+            f"queue {queue.url} does not exist (region {settings.region or 'from botocore'}): "
+            f"check {env_name('queue_url')} and the region"
+        ) from None
+
+
+def in_force(settings: Settings, attributes: QueueAttributes) -> int:
+    """The visibility timeout in force: the operator's setting, else the queue's own."""
+    seconds = settings.visibility_timeout or attributes.visibility_timeout
+    source = env_name("visibility_timeout") if settings.visibility_timeout else "the queue's own"
+    log.info(
+        "visibility timeout %d s (%s)",
+        seconds,
+        source,
+        extra={"event": "visibility_timeout", "seconds": seconds},
+    )
+    return seconds
+
+
+async def drain_verdict(pipeline: Pipeline, queue: SqsQueue, stop: asyncio.Event) -> None:
+    """In drain mode, raise `DrainIncomplete` unless the queue was left empty."""
+    watch = pipeline.drain
+    if watch is None:
+        return
+    if watch.held is not None:
+        raise DrainIncomplete(
+            f"{watch.held.in_flight} messages are still held by another consumer after "
+            f"waiting {watch.held_wait:.0f} s for them (their visibility timeout); run again"
+        )
+    if watch.done:
+        return
+    try:
+        depth = await queue.depths()
+    except IngestorError as error:
+        raise DrainIncomplete(f"stopped before the queue was empty ({error}); run again") from None
+    if depth.visible or depth.in_flight:
+        raise DrainIncomplete(
+            f"stopped before the queue was empty: {depth.visible + depth.in_flight} messages "
+            f"remain ({depth.visible} waiting, {depth.in_flight} in flight); run again"
+        )
 
 
 @asynccontextmanager

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     receive_wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20
     drain: bool = False
     drain_wait_seconds: Annotated[int, Field(ge=1, le=20)] = 2
-    visibility_timeout: Annotated[int, Field(ge=1, le=43_200)] = 120
+    # Unset: the queue's own VisibilityTimeout, read at start-up (as any SQS consumer).
+    visibility_timeout: Annotated[int, Field(ge=1, le=43_200)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2_000
     flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     buffer_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
@@ -110,12 +111,13 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def region(self) -> str:
-        """AWS_REGION, else the region in an AWS queue URL, else us-east-1."""
+    def region(self) -> str | None:
+        """AWS_REGION, else the region in an AWS queue URL; None leaves it to botocore
+        (a profile's region, else us-east-1 for an SQS-compatible server)."""
         if self.aws_region:
             return self.aws_region
         found = _REGION_IN_URL.search(self.queue_url or "")
-        return found.group(1) if found else "us-east-1"
+        return found.group(1) if found else None
 
     @property
     def key_bytes(self) -> bytes:

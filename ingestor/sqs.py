@@ -1,7 +1,10 @@
 """The SQS boundary: an aiobotocore client behind the `QueueClient` seam.
 
-Every botocore, aiohttp or socket error is mapped here to `QueueUnavailable` (retry) or
-`QueueError` (retrying cannot help); nothing above this module sees a library exception.
+Each call is one SQS call (a batch call carries at most 10 entries); how many run at once
+and how they are retried is `acks.py`'s business. Every botocore, aiohttp or socket error
+is mapped here, through `sqs_errors.classify` (shared with the direct client), to
+`QueueUnavailable` (retry), `QueueGone` or `QueueError` (stop); nothing above this module
+sees a library exception.
 """
 
 from __future__ import annotations
@@ -9,95 +12,87 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, TypeVar
+from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
 
-from ingestor.errors import QueueError, QueueUnavailable
-from ingestor.models import BatchResult, Envelope, QueueDepth
+from ingestor.aws import Aws, Credentials, open_aws
+from ingestor.errors import IngestorError, QueueError, QueueUnavailable, StaleCredentials
+from ingestor.models import EntryFailure, Envelope, QueueAttributes, QueueDepth
+from ingestor.sqs_errors import classify, printable, unreachable
 
 SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
-_CONCURRENT_BATCH_CALLS = 16  # per *Batch request, so a big heartbeat cannot crowd out deletes
 ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
-# Codes that say "this will never work": wrong queue, wrong account, wrong credentials.
-PERMANENT_CODES = frozenset(
-    {
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "UnrecognizedClientException",
-        "InvalidAddress",
-        "InvalidSecurity",
-    }
-)
-T = TypeVar("T")
+DEPTH = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+
+class MalformedAnswer(QueueUnavailable):
+    """SQS's answer was not an answer: cut short, not a JSON object, a message without its
+    handle. A proxy or a reset connection, worth a retry."""
 
 
 class SqsQueue:
     """One queue, through one aiobotocore client. Implements `QueueClient`."""
 
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: Any, queue_url: str, credentials: Credentials | None = None) -> None:
         self._client = client
         self.url = queue_url
+        self._credentials = credentials
 
-    async def receive(self, wait_seconds: int, visibility_timeout: int) -> list[Envelope]:
-        response = await _mapped(
-            self._client.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=SQS_BATCH,
-                WaitTimeSeconds=wait_seconds,
-                VisibilityTimeout=visibility_timeout,
-                MessageSystemAttributeNames=ATTRIBUTES,
-            )
+    async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
+        """Up to 10 messages; `visibility_timeout` None leaves the queue's own in force."""
+        extra = {} if visibility_timeout is None else {"VisibilityTimeout": visibility_timeout}
+        response = await self._call(
+            "ReceiveMessage",
+            self._client.receive_message,
+            QueueUrl=self.url,
+            MaxNumberOfMessages=SQS_BATCH,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=ATTRIBUTES,
+            **extra,
         )
-        return [envelope_from(message) for message in response.get("Messages", ())]
+        return envelopes_from(response)
 
-    async def delete(self, receipt_handles: Sequence[str]) -> BatchResult:
-        async def call(entries: list[dict[str, str]]) -> Any:
-            return await self._client.delete_message_batch(QueueUrl=self.url, Entries=entries)
-
-        return await run_in_batches(receipt_handles, call, {})
-
-    async def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> BatchResult:
-        async def call(entries: list[dict[str, Any]]) -> Any:
-            return await self._client.change_message_visibility_batch(
-                QueueUrl=self.url, Entries=entries
-            )
-
-        return await run_in_batches(receipt_handles, call, {"VisibilityTimeout": seconds})
-
-    async def depth(self) -> int:
-        """Messages waiting (visible) in the queue, as SQS approximates it."""
-        response = await _mapped(
-            self._client.get_queue_attributes(
-                QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
+    async def delete_batch(self, handles: Sequence[str]) -> tuple[EntryFailure, ...]:
+        response = await self._call(
+            "DeleteMessageBatch",
+            self._client.delete_message_batch,
+            QueueUrl=self.url,
+            Entries=batch_entries(handles),
         )
-        return int(response["Attributes"]["ApproximateNumberOfMessages"])
+        return entry_failures(response, handles)
+
+    async def change_visibility_batch(
+        self, handles: Sequence[str], seconds: int
+    ) -> tuple[EntryFailure, ...]:
+        response = await self._call(
+            "ChangeMessageVisibilityBatch",
+            self._client.change_message_visibility_batch,
+            QueueUrl=self.url,
+            Entries=batch_entries(handles, VisibilityTimeout=seconds),
+        )
+        return entry_failures(response, handles)
 
     async def depths(self) -> QueueDepth:
         """Messages waiting and messages in flight, in one GetQueueAttributes call."""
-        response = await _mapped(
-            self._client.get_queue_attributes(
-                QueueUrl=self.url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )
+        return depth_of(await self._attributes(DEPTH))
+
+    async def attributes(self) -> QueueAttributes:
+        """The depth and the queue's own VisibilityTimeout, in one call."""
+        counts = await self._attributes([*DEPTH, "VisibilityTimeout"])
+        return QueueAttributes(depth_of(counts), int(counts.get("VisibilityTimeout", 30)))
+
+    async def _attributes(self, names: list[str]) -> dict[str, str]:
+        response = await self._call(
+            "GetQueueAttributes",
+            self._client.get_queue_attributes,
+            QueueUrl=self.url,
+            AttributeNames=names,
         )
-        counts = response["Attributes"]
-        return QueueDepth(
-            int(counts["ApproximateNumberOfMessages"]),
-            int(counts["ApproximateNumberOfMessagesNotVisible"]),
-        )
+        return dict(response.get("Attributes", {}))
 
     async def send(self, bodies: Sequence[str], concurrency: int = 8) -> list[str]:
         """Send bodies in batches of 10 (for seeding demos, tests and benchmarks); return
@@ -108,8 +103,11 @@ class SqsQueue:
         async def send_chunk(chunk: Sequence[str]) -> list[str]:
             entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
             async with limit:
-                response = await _mapped(
-                    self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
+                response = await self._call(
+                    "SendMessageBatch",
+                    self._client.send_message_batch,
+                    QueueUrl=self.url,
+                    Entries=entries,
                 )
             if response.get("Failed"):
                 raise QueueUnavailable(f"{len(response['Failed'])} messages were not sent")
@@ -118,38 +116,108 @@ class SqsQueue:
         sent = await asyncio.gather(*(send_chunk(chunk) for chunk in chunks))
         return [message_id for chunk in sent for message_id in chunk]
 
+    async def _call(self, name: str, method: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        """One SQS call, every failure mapped (signing included: the credentials are
+        fetched, and refreshed when due, inside the mapping)."""
+        if self._credentials is not None:
+            await self._credentials.frozen()
+        try:
+            return await method(**kwargs)
+        except IngestorError:
+            raise  # already ours (a malformed answer)
+        except ClientError as error:
+            raise await self._refused(name, error) from None
+        except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as error:
+            raise unreachable(name, str(self._client.meta.endpoint_url), error) from None
+
+    async def _refused(self, name: str, error: ClientError) -> QueueError | QueueUnavailable:
+        details = error.response.get("Error", {})
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        code, message = str(details.get("Code", status)), str(details.get("Message", ""))
+        mapped = classify(code, status, printable(message), name, self.url)
+        if isinstance(mapped, StaleCredentials) and self._credentials is not None:
+            await self._credentials.refresh()
+        return mapped
+
+
+@asynccontextmanager
+async def open_sqs(
+    region: str | None, endpoint_url: str | None = None, max_connections: int = 32
+) -> AsyncIterator[Aws]:
+    """The aiobotocore SQS client and what it resolved (`aws.open_aws`), made to refuse a
+    200 whose body is not a JSON object: botocore would read a body cut short as an empty
+    answer, and a receive as "no messages"."""
+    async with open_aws(region, endpoint_url, max_connections) as aws:
+        aws.client.meta.events.register("before-parse.sqs.*", _json_object_or_refuse)
+        yield aws
+
 
 @asynccontextmanager
 async def sqs_client(
-    region: str, endpoint_url: str | None = None, max_connections: int = 32
+    region: str | None, endpoint_url: str | None = None, max_connections: int = 32
 ) -> AsyncIterator[Any]:
-    """An aiobotocore SQS client tuned for a hot loop: no client-side parameter validation
-    (the calls are built here, not by users) and botocore's own retries off (ours apply)."""
-    config = AioConfig(
-        parameter_validation=False,
-        max_pool_connections=max_connections,
-        connect_timeout=5,
-        read_timeout=30,  # longer than the longest long poll (20 s)
-        retries={"max_attempts": 1, "mode": "standard"},
-    )
-    session = get_session()
-    async with AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            session.create_client(
-                "sqs", region_name=region, endpoint_url=endpoint_url, config=config
-            )
-        )
-        yield client
+    """An aiobotocore SQS client (for seeding, tests and benchmarks)."""
+    async with open_sqs(region, endpoint_url, max_connections) as aws:
+        yield aws.client
+
+
+def _json_object_or_refuse(response_dict: dict[str, Any], operation_model: Any, **_: Any) -> None:
+    body = response_dict.get("body")
+    if response_dict.get("status_code") == 200 and body:
+        json_object(body, str(operation_model.name))
+
+
+def json_object(body: bytes, call: str) -> dict[str, Any]:
+    """The JSON object of a 200 answer, or `MalformedAnswer`."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedAnswer(
+            f"SQS answered {call} with a body that is not JSON ({len(body)} bytes; cut short?)"
+        ) from None
+    if not isinstance(value, dict):
+        raise MalformedAnswer(f"SQS answered {call} with JSON that is not an object")
+    return value
 
 
 async def create_queue(client: Any, name: str, attributes: dict[str, str] | None = None) -> str:
     """Create (or find) a queue and return its URL."""
-    response = await _mapped(client.create_queue(QueueName=name, Attributes=attributes or {}))
+    queue = SqsQueue(client, f"(new queue {name})")
+    response = await queue._call(
+        "CreateQueue", client.create_queue, QueueName=name, Attributes=attributes or {}
+    )
     return str(response["QueueUrl"])
 
 
+def batch_entries(handles: Sequence[str], **extra: Any) -> list[dict[str, Any]]:
+    return [{"Id": str(i), "ReceiptHandle": handle, **extra} for i, handle in enumerate(handles)]
+
+
+def entry_failures(response: dict[str, Any], handles: Sequence[str]) -> tuple[EntryFailure, ...]:
+    """The failed entries of a *Batch answer, by receipt handle."""
+    try:
+        return tuple(
+            EntryFailure(
+                handles[int(f["Id"])], str(f.get("Code", "unknown")), not f.get("SenderFault", True)
+            )
+            for f in response.get("Failed", ())
+        )
+    except (KeyError, ValueError, IndexError, TypeError):
+        raise MalformedAnswer("SQS answered a batch call with entries it was not sent") from None
+
+
+def envelopes_from(response: dict[str, Any]) -> list[Envelope]:
+    """The envelopes of a ReceiveMessage answer (either client's)."""
+    try:
+        return [envelope_from(message) for message in response.get("Messages", ())]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise MalformedAnswer(
+            "SQS answered ReceiveMessage with a message that has no MessageId or ReceiptHandle"
+        ) from None
+
+
 def envelope_from(message: dict[str, Any]) -> Envelope:
-    """An `Envelope` from one message of a ReceiveMessage response (either client's)."""
+    """An `Envelope` from one message of a ReceiveMessage response."""
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
     return Envelope(
@@ -162,80 +230,11 @@ def envelope_from(message: dict[str, Any]) -> Envelope:
     )
 
 
-async def run_in_batches(
-    handles: Sequence[str],
-    call: Callable[[list[dict[str, Any]]], Awaitable[Any]],
-    extra: dict[str, Any],
-) -> BatchResult:
-    """Run a *Batch call over `handles` in chunks of 10, concurrently; collect failures."""
-    chunks = [handles[i : i + SQS_BATCH] for i in range(0, len(handles), SQS_BATCH)]
-    limit = asyncio.Semaphore(_CONCURRENT_BATCH_CALLS)
-
-    async def bounded(chunk: Sequence[str]) -> BatchResult:
-        async with limit:
-            return await _one_batch(chunk, call, extra)
-
-    # A TaskGroup cancels the other chunks when one fails, so a retry of the whole call
-    # does not race calls still running from the failed attempt.
+def depth_of(counts: dict[str, str]) -> QueueDepth:
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(bounded(chunk)) for chunk in chunks]
-    except ExceptionGroup as failures:
-        raise failures.exceptions[0] from None  # already one of ours: QueueUnavailable, ...
-    results = [task.result() for task in tasks]
-    return BatchResult(
-        sum(r.succeeded for r in results), tuple(f for r in results for f in r.failed)
-    )
-
-
-async def _one_batch(
-    chunk: Sequence[str],
-    call: Callable[[list[dict[str, Any]]], Awaitable[Any]],
-    extra: dict[str, Any],
-    attempts: int = 3,
-) -> BatchResult:
-    """One *Batch call; entries that failed on SQS's side (SenderFault false) are tried
-    again, up to `attempts` calls in all. Failures of the sender's own (an expired receipt
-    handle) are final and returned."""
-    pending, failed, succeeded = list(chunk), [], 0
-    for attempt in range(attempts):
-        entries = [{"Id": str(i), "ReceiptHandle": h, **extra} for i, h in enumerate(pending)]
-        response = await _mapped(call(entries))
-        failures = response.get("Failed", ())
-        succeeded += len(pending) - len(failures)
-        retry = [pending[int(f["Id"])] for f in failures if not f.get("SenderFault", True)]
-        failed += [
-            (pending[int(f["Id"])], str(f.get("Code", "unknown")))
-            for f in failures
-            if f.get("SenderFault", True) or attempt == attempts - 1
-        ]
-        if not retry:
-            break
-        pending = retry
-        await asyncio.sleep(0.1 * 2**attempt)
-    return BatchResult(succeeded, tuple(failed))
-
-
-async def _mapped(call: Awaitable[T]) -> T:
-    try:
-        return await call
-    except ClientError as error:
-        raise _client_error(error) from None
-    except NoCredentialsError:
-        raise QueueError("no AWS credentials found (AWS_ACCESS_KEY_ID or a role)") from None
-    except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as error:
-        raise QueueUnavailable(f"SQS unreachable: {type(error).__name__}") from None
-
-
-def _client_error(error: ClientError) -> QueueError | QueueUnavailable:
-    code = str(error.response.get("Error", {}).get("Code", "Unknown"))
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-    return error_for(code, status)
-
-
-def error_for(code: str, status: int) -> QueueError | QueueUnavailable:
-    """An SQS error code and HTTP status as the ingestor's own error (either client's)."""
-    transient = "Throttl" in code or "OverLimit" in code or status >= 500 or status == 0
-    if code in PERMANENT_CODES or not transient:
-        return QueueError(f"SQS refused the call: {code}")
-    return QueueUnavailable(f"SQS error: {code}")
+        return QueueDepth(
+            int(counts["ApproximateNumberOfMessages"]),
+            int(counts["ApproximateNumberOfMessagesNotVisible"]),
+        )
+    except (KeyError, ValueError):
+        raise MalformedAnswer("SQS answered GetQueueAttributes without the counts") from None

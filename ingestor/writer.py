@@ -2,9 +2,11 @@
 
 A batch is flushed when it reaches `batch_size` or `flush_interval` after its first message.
 Its rows and rejects commit in one transaction through the `Sink`; only then are its
-messages deleted (PRODUCT.md rule 5). Rows the database refuses are isolated as rejects
-(`isolation.py`) and the rest of the batch commits (rule 7); a failed delete never fails the
-pipeline (the message comes back and upserts onto its row).
+messages deleted (PRODUCT.md rule 5), through the `Acknowledger` (`acks.py`: its calls,
+concurrency and retries). Rows the database refuses are isolated as rejects
+(`isolation.py`) and the rest of the batch commits (rule 7). A delete that still fails
+after its retries does not fail the pipeline (the message comes back and upserts onto its
+row); a queue that refuses deletes altogether (gone, access denied) does.
 """
 
 from __future__ import annotations
@@ -15,20 +17,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingestor.errors import DatabaseError, IngestorError
+from ingestor.acks import Acknowledger
+from ingestor.errors import DatabaseError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
 from ingestor.isolation import Batch, Digest, Sink, write_isolating
 from ingestor.models import (
-    BatchResult,
     LoginRow,
     Processed,
     Rejection,
     VaultEntry,
     WriteResult,
 )
-from ingestor.retry import FEW_RETRIES, RETRY_FOREVER, Backoff, observed
-from ingestor.source import QueueClient
+from ingestor.retry import RETRY_FOREVER, Backoff, observed
 
 log = logging.getLogger("ingestor")
 
@@ -38,7 +39,6 @@ class WriterConfig:
     batch_size: int
     flush_interval: float
     write_backoff: Backoff = RETRY_FOREVER
-    delete_backoff: Backoff = FEW_RETRIES
     # Deletes of committed batches still going while the writer commits the next ones.
     # Deleting 2,000 messages takes 13 round trips (16 calls of 10 at a time): awaited in
     # line, that alone held a writer to ~7,700 msg/s at a 20 ms round trip.
@@ -53,7 +53,7 @@ class BatchWriter:
         *,
         inbox: asyncio.Queue[list[Processed] | None],
         sink: Sink,
-        queue: QueueClient,
+        acks: Acknowledger,
         inflight: InFlight,
         hooks: Hooks,
         config: WriterConfig,
@@ -61,30 +61,38 @@ class BatchWriter:
     ) -> None:
         self._inbox = inbox
         self._sink = sink
-        self._queue = queue
+        self._acks = acks
         self._inflight = inflight
         self._hooks = hooks
         self._config = config
         self._digest = digest
         self._deleting: set[asyncio.Task[None]] = set()
         self._delete_slots = asyncio.Semaphore(config.pending_deletes)
+        self._delete_failure: BaseException | None = None
 
     async def run(self) -> None:
         """Flush batches until the end-of-stream marker (None) arrives; each batch's
         deletes go on in the background (at most `pending_deletes` at once) while the next
-        batch is collected and committed. Returns once every delete has finished."""
+        batch is collected and committed. Returns once every delete has finished; raises
+        what made a delete fail for good (the queue refuses deletes)."""
         ended = False
         try:
             while not ended:
                 batch, ended = await self.collect()
                 if batch:
                     await self.flush(batch, delete_in_background=True)
-        except asyncio.CancelledError:
+                self._raise_delete_failure()
+        except BaseException:
             for task in self._deleting:  # stopping now: SQS redelivers, the upsert absorbs it
                 task.cancel()
             raise
         finally:
             await asyncio.gather(*self._deleting, return_exceptions=True)
+        self._raise_delete_failure()
+
+    def _raise_delete_failure(self) -> None:
+        if self._delete_failure is not None:
+            raise self._delete_failure
 
     async def collect(self) -> tuple[list[Processed], bool]:
         """Gather up to batch_size messages, for at most flush_interval after the first.
@@ -159,21 +167,15 @@ class BatchWriter:
         self._deleting.discard(task)
         self._delete_slots.release()
         if not task.cancelled() and task.exception() is not None:
-            log.error("delete failed unexpectedly", exc_info=task.exception())
+            self._delete_failure = self._delete_failure or task.exception()
 
     async def _delete(self, handles: list[str]) -> None:
-        """Delete committed messages. This never fails the pipeline: the rows are safe,
-        and a message that stays on the queue is redelivered and upserts onto its row."""
+        """Delete committed messages (the rows are safe: one whose delete fails for good
+        is redelivered and upserts onto its row)."""
         try:
-            deleted = await observed(
-                "delete",
-                lambda: self._queue.delete(handles),
-                self._config.delete_backoff,
-                self._hooks,
-            )
-        except IngestorError as error:
-            deleted = BatchResult(0, tuple((handle, type(error).__name__) for handle in handles))
-        self._hooks.on_deleted(deleted)
+            self._hooks.on_deleted(await self._acks.delete(handles))
+        finally:
+            self._inflight.deleted(len(handles))
 
 
 def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rejection]]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from ingestor.errors import IngestorError, RowRejected, TransientError
 from ingestor.hooks import Hooks
 from ingestor.models import (
-    BatchResult,
+    EntryFailure,
     Envelope,
     LoginRow,
     QueueDepth,
@@ -38,25 +38,27 @@ class FakeQueue:
         self.calls = calls if calls is not None else []
         self.receives = 0
 
-    async def receive(self, wait_seconds: int, visibility_timeout: int) -> list[Envelope]:
+    async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
         self.receives += 1
         batch = [self.pending.popleft() for _ in range(min(10, len(self.pending)))]
         if not batch:
             await asyncio.sleep(0.001 * wait_seconds)  # a (short) long poll
         return batch
 
-    async def delete(self, receipt_handles: Sequence[str]) -> BatchResult:
+    async def delete_batch(self, receipt_handles: Sequence[str]) -> tuple[EntryFailure, ...]:
         self.calls.append(f"delete {len(receipt_handles)}")
         self.deleted.extend(receipt_handles)
-        return BatchResult(len(receipt_handles))
+        return ()
 
-    async def change_visibility(self, receipt_handles: Sequence[str], seconds: int) -> BatchResult:
+    async def change_visibility_batch(
+        self, receipt_handles: Sequence[str], seconds: int
+    ) -> tuple[EntryFailure, ...]:
         self.calls.append(f"visibility {len(receipt_handles)} {seconds}")
         self.visibility.update(dict.fromkeys(receipt_handles, seconds))
-        return BatchResult(len(receipt_handles))
+        return ()
 
-    async def depth(self) -> int:
-        return len(self.pending)
+    async def depths(self) -> QueueDepth:
+        return QueueDepth(len(self.pending), 0)
 
 
 class FakeSink:

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.faults
 
 
 async def visible(queue: SqsQueue) -> int:
-    return await queue.depth()
+    return (await queue.depths()).visible
 
 
 async def test_sigterm_with_uncommitted_work_hands_it_back_at_once(

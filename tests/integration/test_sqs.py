@@ -9,23 +9,31 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from ingestor.errors import QueueError, QueueUnavailable
-from ingestor.sqs import SqsQueue, sqs_client
-from ingestor.sqs_wire import WireSqs, wire_session
+from ingestor.acks import Acknowledger
+from ingestor.errors import QueueGone, QueueUnavailable
+from ingestor.service import open_queue
+from ingestor.settings import Settings
+from ingestor.sqs import SqsQueue
 
 pytestmark = pytest.mark.integration
 REGION = "us-east-1"
+
+
+def settings_for(url: str, endpoint: str, client: str) -> Settings:
+    return Settings(
+        queue_url=url,
+        sqs_endpoint_url=endpoint,
+        aws_region=REGION,
+        sqs_client=client,  # type: ignore[arg-type]
+    )
 
 
 @pytest_asyncio.fixture(params=["botocore", "wire"])
 async def queue(
     request: pytest.FixtureRequest, sqs_queue: SqsQueue, sqs_endpoint: str
 ) -> AsyncIterator[SqsQueue]:
-    if request.param == "botocore":
-        yield sqs_queue
-        return
-    async with wire_session(8) as http:
-        yield WireSqs(sqs_queue._client, sqs_queue.url, http, sqs_endpoint, REGION)
+    async with open_queue(settings_for(sqs_queue.url, sqs_endpoint, request.param)) as opened:
+        yield opened
 
 
 async def test_receive_returns_envelopes_with_sent_timestamp(queue: SqsQueue) -> None:
@@ -45,17 +53,17 @@ async def test_a_partial_delete_failure_is_reported_per_handle(queue: SqsQueue) 
     received = await queue.receive(1, 30)
     handles = [e.receipt_handle for e in received] + ["not-a-receipt-handle"]
     # When all three are deleted in one batch
-    result = await queue.delete(handles)
+    result = await Acknowledger(queue).delete(handles)
     # Then the two real ones are deleted and the bogus one is reported with its code
     assert result.succeeded == 2
     assert [handle for handle, _ in result.failed] == ["not-a-receipt-handle"]
-    assert await queue.depth() == 0
+    assert (await queue.depths()).visible == 0
 
 
 async def test_visibility_zero_makes_a_message_receivable_again(queue: SqsQueue) -> None:
     await queue.send(['{"user_id": "u"}'])
     first = await queue.receive(1, 30)
-    await queue.change_visibility([first[0].receipt_handle], 0)
+    await Acknowledger(queue).change_visibility([first[0].receipt_handle], 0)
     again = await queue.receive(1, 30)
     assert [e.message_id for e in again] == [first[0].message_id]
     assert again[0].receive_count == 2
@@ -64,11 +72,9 @@ async def test_visibility_zero_makes_a_message_receivable_again(queue: SqsQueue)
 @pytest.mark.parametrize("wire", [False, True])
 async def test_a_missing_queue_is_a_permanent_error(sqs_endpoint: str, wire: bool) -> None:
     url = f"{sqs_endpoint}/000000000000/no-such-queue"
-    async with sqs_client(REGION, sqs_endpoint) as client, wire_session(2) as http:
-        missing = (
-            WireSqs(client, url, http, sqs_endpoint, REGION) if wire else SqsQueue(client, url)
-        )
-        with pytest.raises(QueueError):
+    client = "wire" if wire else "botocore"
+    async with open_queue(settings_for(url, sqs_endpoint, client)) as missing:
+        with pytest.raises(QueueGone, match="no-such-queue no longer exists"):
             await missing.receive(0, 30)
 
 
@@ -76,7 +82,7 @@ async def test_a_missing_queue_is_a_permanent_error(sqs_endpoint: str, wire: boo
 async def test_an_unreachable_endpoint_is_a_transient_error(wire: bool) -> None:
     endpoint = "http://127.0.0.1:9"
     url = f"{endpoint}/000000000000/q"
-    async with sqs_client(REGION, endpoint) as client, wire_session(2) as http:
-        queue = WireSqs(client, url, http, endpoint, REGION) if wire else SqsQueue(client, url)
-        with pytest.raises(QueueUnavailable):
+    client = "wire" if wire else "botocore"
+    async with open_queue(settings_for(url, endpoint, client)) as queue:
+        with pytest.raises(QueueUnavailable, match=r"127\.0\.0\.1:9"):
             await queue.receive(0, 30)

@@ -8,6 +8,7 @@ import asyncio
 import orjson
 import pytest
 
+from ingestor.acks import Acknowledger, AckPolicy
 from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected
 from ingestor.hooks import Stats
 from ingestor.inflight import InFlight
@@ -32,13 +33,12 @@ def make_writer(
 ) -> tuple[BatchWriter, asyncio.Queue[list[Processed] | None], Stats]:
     inbox: asyncio.Queue[list[Processed] | None] = asyncio.Queue()
     stats = Stats()
-    config = WriterConfig(
-        batch_size, interval, write_backoff=FAST, delete_backoff=Backoff(0.001, 0.001, attempts=3)
-    )
+    config = WriterConfig(batch_size, interval, write_backoff=FAST)
+    acks = Acknowledger(queue, AckPolicy(backoff=Backoff(0.001, 0.001, attempts=3)), stats)
     writer = BatchWriter(
         inbox=inbox,
         sink=sink,
-        queue=queue,
+        acks=acks,
         inflight=InFlight(),
         hooks=stats,
         config=config,
@@ -156,7 +156,7 @@ async def test_a_table_that_refuses_every_row_stops_the_service() -> None:
 
 async def test_a_delete_that_keeps_failing_does_not_stop_the_writer() -> None:
     class DownQueue(FakeQueue):
-        async def delete(self, receipt_handles):  # type: ignore[no-untyped-def]
+        async def delete_batch(self, receipt_handles):  # type: ignore[no-untyped-def]
             raise QueueUnavailable("SQS unreachable")
 
     sink, queue = FakeSink(), DownQueue()

@@ -18,7 +18,7 @@ import contextlib
 import random
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -70,6 +70,7 @@ class FaultProxy:
     done: Counter[str] = field(default_factory=Counter)  # "<kind> <target>" -> times
     calls: Counter[str] = field(default_factory=Counter)  # target -> requests seen
     user_agents: set[str] = field(default_factory=set)
+    on_request: Callable[[str, bytes], None] | None = None  # sees (target, body) of each call
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -121,6 +122,8 @@ class FaultProxy:
         target = request.headers.get("x-amz-target", "").removeprefix("AmazonSQS.")
         self.calls[target] += 1
         self.user_agents.add(request.headers.get("user-agent", ""))
+        if self.on_request is not None:
+            self.on_request(target, request.body)
         fault = self._pick(target)
         if fault is not None and fault.kind == "status":
             return await _canned(writer, fault)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ingestor.errors import DatabaseError
 from ingestor.hooks import Stats
 from ingestor.masking import HmacMasker
-from ingestor.models import LoginRow, Rejection, WriteResult
+from ingestor.models import EntryFailure, Envelope, LoginRow, QueueDepth, Rejection, WriteResult
 from ingestor.pipeline import Pipeline, PipelineConfig
 from ingestor.transform import Transformer
 from tests.fakes import FakeQueue, FakeSink, envelopes
@@ -96,3 +97,42 @@ async def test_a_permanent_database_error_stops_the_pipeline_and_releases_messag
         await asyncio.wait_for(runner.run(asyncio.Event()), 5)
     assert queue.deleted == []
     assert len(queue.visibility) == 30
+
+
+class OneFifoGroup(FakeQueue):
+    """An SQS FIFO queue whose messages are all in one message group: while any received
+    message of the group is not deleted, the group is locked and receives come back empty."""
+
+    def __init__(self, messages: list[Envelope]) -> None:
+        super().__init__(messages)
+        self.out: set[str] = set()
+
+    async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
+        if self.out:
+            await asyncio.sleep(0.001 * wait_seconds)
+            return []
+        batch = await super().receive(wait_seconds, visibility_timeout)
+        self.out.update(e.receipt_handle for e in batch)
+        return batch
+
+    async def delete_batch(self, receipt_handles: Sequence[str]) -> tuple[EntryFailure, ...]:
+        self.out.difference_update(receipt_handles)
+        return await super().delete_batch(receipt_handles)
+
+    async def depths(self) -> QueueDepth:
+        return QueueDepth(len(self.pending), len(self.out))
+
+
+async def test_a_drain_does_not_end_while_its_own_messages_lock_a_fifo_group() -> None:
+    # Given a FIFO group of 600 messages: a receive comes back empty while any is in flight
+    queue = OneFifoGroup(envelopes([GOOD] * 600))
+    sink = FakeSink()
+    runner, _ = pipeline(queue, sink, drain=True, batch_size=50)
+    # When the pipeline drains it
+    await asyncio.wait_for(runner.run(asyncio.Event()), 30)
+    # Then it ended only once every message was committed and deleted
+    assert len(sink.rows) == 600
+    assert len(queue.deleted) == 600
+    assert runner.drain is not None
+    assert runner.drain.done
+    assert runner.drain.held is None

@@ -26,7 +26,9 @@ class PermanentError(IngestorError):
 
 
 class RowRejected(PermanentError):
-    """The database refused one row (SQLSTATE class 22 or 23); the row becomes a reject."""
+    """The database refused the work for a reason that may follow one row (a constraint,
+    a trigger, a value a column cannot hold): the batch is bisected, and a row that is
+    refused on its own becomes a `db_<SQLSTATE>` reject."""
 
     def __init__(self, sqlstate: str, detail: str) -> None:
         super().__init__(f"database refused the row (SQLSTATE {sqlstate}): {detail}")
@@ -52,6 +54,11 @@ class TransientError(IngestorError):
 
 class DatabaseUnavailable(TransientError):
     """PostgreSQL cannot be reached or asked us to retry."""
+
+
+class StatementTimeout(DatabaseUnavailable):
+    """A statement was cancelled (SQLSTATE 57014: statement_timeout, or a DBA's cancel):
+    the transaction is retried smaller."""
 
 
 class QueueUnavailable(TransientError):

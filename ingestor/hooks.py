@@ -8,8 +8,9 @@ Nothing passed to a hook carries plaintext PII.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingestor.errors import IngestorError
@@ -167,13 +168,41 @@ STATE_LINES = {
 }
 
 
+# Seconds between two warnings about rows the database refused with one SQLSTATE.
+REFUSAL_LOG_INTERVAL = 60.0
+
+
 class LogHooks(Hooks):
     """One log line per state change; an outage is logged when it starts and when it ends,
     not once per attempt. Several operations of a stage may fail at once (two writers'
-    deletes): the outage starts with the first and ends when none is failing any more."""
+    deletes): the outage starts with the first and ends when none is failing any more.
+    Rows the database refused are a warning, once per SQLSTATE per minute."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._failing: Counter[str] = Counter()  # operations failing now, per stage
+        self._clock = clock
+        self._refusals_logged: dict[str, float] = {}  # reason code -> when last logged
+
+    def on_written(
+        self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
+    ) -> None:
+        for rejection in rejections:
+            if rejection.reason_code.startswith("db_") and self._due(rejection.reason_code):
+                log.warning(
+                    "PostgreSQL refused a row (%s); it is kept as a %s reject, and "
+                    "`ingestor rejects replay` loads it once the table accepts it",
+                    rejection.reason,
+                    rejection.reason_code,
+                    extra={"event": "row_refused", "reason_code": rejection.reason_code},
+                )
+
+    def _due(self, code: str) -> bool:
+        now = self._clock()
+        last = self._refusals_logged.get(code)
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            return False
+        self._refusals_logged[code] = now
+        return True
 
     def on_state(self, state: str) -> None:
         line = STATE_LINES.get(state, state)

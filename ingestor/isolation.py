@@ -1,17 +1,24 @@
 """Isolating what the database refuses (PRODUCT.md rule 7: one poison message never fails
 its batch).
 
-When PostgreSQL refuses a batch for a row-level reason (SQLSTATE class 22 or 23: a
-constraint a DBA added, a narrowed column), the batch is bisected until each refused row
-or reject stands alone; that one becomes a `db_<SQLSTATE>` reject and everything else
-commits.
+When PostgreSQL refuses a batch for a reason that may follow one row (`RowRejected`: a
+constraint a DBA added, a narrowed column, a trigger that raises), the batch is bisected
+until each refused row or reject stands alone; that one becomes a `db_<SQLSTATE>` reject
+and everything else commits.
+
+A refusal that follows every row is not a poison message but a table the service cannot
+write (a NOT NULL column without a default, a trigger that refuses everything): the
+`Breaker`, shared by the writers, counts refused rows in a row with one SQLSTATE, across
+batches and whatever their size, and stops the service before the queue turns into
+rejects. Those already stored are kept with their reasons; `rejects replay` loads them
+once the table is fixed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -34,38 +41,88 @@ class Sink(Protocol):
 
 
 Digest = Callable[[bytes], str]
+# Refused rows in a row, with one SQLSTATE and no row accepted in between, that mean the
+# table refuses everything: few enough that a batch is not all turned into rejects, and
+# more than a burst of poison messages from one producer's bug.
+BREAKER_THRESHOLD = 10
+
+
+class Breaker:
+    """Counts rows refused in a row with one SQLSTATE, across batches and writers; raises
+    `DatabaseError` at the threshold. Any accepted row resets it."""
+
+    def __init__(self, threshold: int = BREAKER_THRESHOLD) -> None:
+        self._threshold = threshold
+        self._state = ""
+        self._count = 0
+
+    def accepted(self) -> None:
+        self._state, self._count = "", 0
+
+    def refused(self, refused: RowRejected) -> None:
+        if refused.sqlstate != self._state:
+            self._state, self._count = refused.sqlstate, 0
+        self._count += 1
+        if self._count >= self._threshold:
+            raise DatabaseError(
+                f"PostgreSQL refused {self._count} rows in a row (SQLSTATE "
+                f"{refused.sqlstate}; {refused.detail}): user_logins has a constraint, "
+                "trigger or column ingestor cannot fill. The refused rows are kept in "
+                f"ingestor_rejects as db_{refused.sqlstate}; once the table is fixed, "
+                "`ingestor rejects replay` loads them"
+            )
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     """What isolation needs besides the rows and rejects: the processed messages (for a
-    refused row's metadata), the keyed digest, and the batch's vault entries (they go with
-    every part, as inserting one twice does nothing, so a refused row's tokens stay
-    revealable in its reject)."""
+    refused row's metadata), the keyed digest, the batch's vault entries (each part takes
+    those of its own tokens; a refused row's tokens stay revealable in its reject), and
+    the breaker."""
 
     items: Sequence[Processed]
     digest: Digest
     vault: Sequence[VaultEntry] = ()
+    breaker: Breaker = field(default_factory=Breaker)
 
 
 async def write_isolating(
     sink: Sink, rows: Sequence[LoginRow], rejects: Sequence[Rejection], batch: Batch
 ) -> tuple[WriteResult, list[Rejection]]:
-    """Write; on a row-level refusal, bisect and reject what the database refuses.
-    Returns the result and the rejections the database caused."""
+    """Write; on a refusal that may follow one row, bisect and reject what the database
+    refuses. Returns the result and the rejections the database caused."""
     try:
-        return await sink.write(rows, rejects, batch.vault), []
+        result = await sink.write(rows, rejects, _vault_of(rows, rejects, batch.vault))
     except RowRejected as refused:
         items: list[LoginRow | Rejection] = [*rows, *rejects]
         if len(items) == 1:
+            batch.breaker.refused(refused)
             return await _write_refused(sink, items[0], refused, batch)
+    else:
+        if rows:
+            batch.breaker.accepted()
+        return result, []
     middle = len(items) // 2
-    left, left_refused = await write_isolating(sink, *_split(items[:middle]), batch)
-    right, right_refused = await write_isolating(sink, *_split(items[middle:]), batch)
+    left, left_refused = await write_isolating(sink, *split_items(items[:middle]), batch)
+    right, right_refused = await write_isolating(sink, *split_items(items[middle:]), batch)
     return left + right, left_refused + right_refused
 
 
-def _split(items: Sequence[LoginRow | Rejection]) -> tuple[list[LoginRow], list[Rejection]]:
+def _vault_of(
+    rows: Sequence[LoginRow], rejects: Sequence[Rejection], vault: Sequence[VaultEntry]
+) -> Sequence[VaultEntry]:
+    """The entries of the tokens these rows and rejects hold (all of them for a whole
+    batch: a part of a bisected one need not insert its siblings' again)."""
+    if not vault:
+        return vault
+    tokens = {t for row in rows for t in (row.masked_ip, row.masked_device_id) if t}
+    tokens.update(t for reject in rejects for t in reject.pii_tokens)
+    return [entry for entry in vault if entry.token in tokens]
+
+
+def split_items(
+    items: Sequence[LoginRow | Rejection],
+) -> tuple[list[LoginRow], list[Rejection]]:
     rows = [item for item in items if isinstance(item, LoginRow)]
     return rows, [item for item in items if isinstance(item, Rejection)]
 
@@ -79,7 +136,7 @@ async def _write_refused(
     else:  # even the reject was refused: keep what surely fits, without the body
         replacement = refused_reject(item, refused)
     try:
-        result = await sink.write([], [replacement], batch.vault)
+        result = await sink.write([], [replacement], _vault_of([], [replacement], batch.vault))
     except RowRejected as again:
         raise DatabaseError(f"the rejects table refuses even a minimal row: {again}") from None
     return WriteResult(0, 0, result.rejected, 1), [replacement]

@@ -18,11 +18,11 @@ from ingestor.drain import DrainWatch
 from ingestor.errors import IngestorError, QueueGone
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
-from ingestor.isolation import Sink
+from ingestor.isolation import Breaker, Sink
 from ingestor.models import Envelope, Processed
-from ingestor.source import QueueClient, Receiver
+from ingestor.source import POLL_GRACE, QueueClient, Receiver
 from ingestor.transform import Transformer
-from ingestor.writer import BatchWriter, WriterConfig
+from ingestor.writer import BatchWriter, TransactionSize, WriterConfig
 
 log = logging.getLogger("ingestor")
 
@@ -95,6 +95,9 @@ class Pipeline:
         self._config = config
         self._hooks = hooks
         self.acks = Acknowledger(queue, acks, hooks)
+        # One for all writers: refusals in a row across batches; one transaction size.
+        self._breaker = Breaker()
+        self._size = TransactionSize(config.batch_size)
         self.inflight = InFlight()
         self._received: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(config.queue_bound)
         self._processed: asyncio.Queue[list[Processed] | None] = asyncio.Queue(config.queue_bound)
@@ -103,6 +106,9 @@ class Pipeline:
             if config.drain
             else None
         )
+        self._stopping = asyncio.Event()  # receivers end: a stop, or a failure
+        # ...and pauses between retries end: also at the end of a drain
+        self._halt = self.drain.ended if self.drain is not None else asyncio.Event()
 
     def buffered(self) -> Buffered:
         """A read-only look at the internal queues (for gauges; cheap, no copies)."""
@@ -112,7 +118,7 @@ class Pipeline:
         """Run until `stop` is set (or, in drain mode, the drain is over) and all that was
         received is committed and deleted. Raises a PermanentError that stopped it."""
         self._hooks.on_state("running")
-        tasks = self._start(stop)
+        receivers, tasks = self._start(stop)
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         failure: BaseException | None = None
         try:
@@ -121,6 +127,7 @@ class Pipeline:
             failure = error
             raise
         finally:
+            await self._end_receiving(receivers)
             for task in [*tasks, heartbeat]:
                 task.cancel()
             await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
@@ -128,24 +135,52 @@ class Pipeline:
                 await self._release_unfinished()
             self._hooks.on_state("stopped")
 
-    def _start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    def _start(
+        self, stop: asyncio.Event
+    ) -> tuple[list[asyncio.Task[None]], list[asyncio.Task[None]]]:
+        """(the receive workers, every task): receivers end at `self._stopping`, which
+        follows `stop` (or a failure); `self._halt` also ends at the drain's end."""
         config = self._config
-        halt = self.drain.ended if self.drain is not None else asyncio.Event()
         receivers = [
-            asyncio.create_task(self._receiver().run(stop, halt), name=f"receiver-{i}")
+            asyncio.create_task(
+                self._receiver().run(self._stopping, self._halt), name=f"receiver-{i}"
+            )
             for i in range(config.receivers)
         ]
         writers = [
             asyncio.create_task(self._writer().run(), name=f"writer-{i}")
             for i in range(config.writers)
         ]
-        return [
+        return receivers, [
             *receivers,
-            asyncio.create_task(_set_on(stop, halt), name="halt-on-stop"),
+            asyncio.create_task(self._follow(stop), name="stop"),
             asyncio.create_task(self._end_after(receivers), name="end-of-input"),
             asyncio.create_task(self._transform(), name="transform"),
             *writers,
         ]
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        """Stop receiving when `stop` is set; return once receiving has ended otherwise."""
+        stopping = asyncio.ensure_future(stop.wait())
+        halting = asyncio.ensure_future(self._halt.wait())
+        try:
+            await asyncio.wait({stopping, halting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            halting.cancel()
+        if stop.is_set():
+            self._stop_receiving()
+
+    def _stop_receiving(self) -> None:
+        self._stopping.set()
+        self._halt.set()
+
+    async def _end_receiving(self, receivers: list[asyncio.Task[None]]) -> None:
+        """Let polls under way come back (and hand their messages back) before the
+        receivers are cancelled, as after a stop, also after a failure."""
+        self._stop_receiving()
+        if running := [task for task in receivers if not task.done()]:
+            await asyncio.wait(running, timeout=POLL_GRACE)
 
     async def _supervise(self, tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
         """Until every task ends, or a stop's deadline (the shutdown timeout, less what
@@ -199,6 +234,8 @@ class Pipeline:
             hooks=self._hooks,
             config=config,
             digest=self._transformer.digest,
+            breaker=self._breaker,
+            size=self._size,
         )
 
     async def _end_after(self, receivers: list[asyncio.Task[None]]) -> None:
@@ -262,15 +299,3 @@ class Pipeline:
             why,
             extra={"event": "release_failed", "count": count},
         )
-
-
-async def _set_on(stop: asyncio.Event, halt: asyncio.Event) -> None:
-    """Set `halt` when `stop` is set, or return once `halt` is set (the drain is over)."""
-    stopping = asyncio.ensure_future(stop.wait())
-    halting = asyncio.ensure_future(halt.wait())
-    try:
-        await asyncio.wait({stopping, halting}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        halting.cancel()
-    halt.set()

@@ -1,22 +1,35 @@
 """The PostgreSQL boundary: the connection pool, the sink, and error classification.
 
 Errors are classified by SQLSTATE, never by message text:
-- connection loss, overload, shutdown, serialization and deadlock: `DatabaseUnavailable`;
-- data and integrity errors (classes 22, 23), caused by one row: `RowRejected`;
-- anything else (missing table, privileges, bad credentials): `DatabaseError`.
-Exception texts carry the SQLSTATE and the error's name, never a value (it may be PII).
+- connection loss, overload, shutdown, serialization, deadlock, a lock timeout and a
+  read-only server (a failover): `DatabaseUnavailable`; a cancelled statement (57014,
+  statement_timeout): `StatementTimeout`, retried with smaller transactions;
+- what means the service cannot work at all (no such table or column, no privilege, a
+  wrong database or credentials, no unique index to upsert on): `DatabaseError`, stop;
+- anything else: `RowRejected`. It may follow one row (a constraint, a DBA's trigger
+  raising P0001, a value a column cannot hold), so the batch is bisected to find out;
+  a refusal that follows every row trips the writers' breaker (`isolation.py`).
+Exception texts carry the SQLSTATE, the error's name and the server's message with
+anything that may be a value taken out (it may be PII).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 
-from ingestor.errors import DatabaseError, DatabaseUnavailable, IngestorError, RowRejected
+from ingestor.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    IngestorError,
+    RowRejected,
+    StatementTimeout,
+)
 from ingestor.models import (
     LOGIN_COLUMNS,
     REJECT_COLUMNS,
@@ -27,34 +40,77 @@ from ingestor.models import (
     WriteResult,
 )
 from ingestor.queries import query
+from ingestor.sqs_errors import printable
 
 STAGING_TABLE = "ingestor_staging"
-_TRANSIENT_CLASSES = ("08", "53", "57", "58", "40")  # connection, resources, shutdown, I/O, retry
+# connection, resources, shutdown, I/O, transaction rollback (serialization, deadlock)
+_TRANSIENT_CLASSES = ("08", "53", "57", "58", "40")
 _TRANSIENT_CODES = frozenset({"55P03", "55006", "25006"})  # lock busy, object in use, read-only
-_ROW_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+QUERY_CANCELED = "57014"
+# The service cannot work: invalid credentials (28), no such database (3D), no privilege,
+# no such table or column, no unique index matching the upsert's ON CONFLICT.
+_FATAL_CLASSES = ("28", "3D")
+_FATAL_CODES = frozenset({"42501", "42P01", "42703", "42P10"})
+_MESSAGE_LIMIT = 200
+# In a server's message: quoted text, and words with digits or the marks of addresses,
+# ids and e-mail: what may be a value.
+_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+_VALUE_MARKS = re.compile(r"[0-9@:/=]")
+_TRAILING = ".,;:!?)"
 
 
 def classify(error: BaseException) -> IngestorError:
     """Map an asyncpg/OS error to the ingestor's exception tree."""
-    if isinstance(error, asyncpg.PostgresError):
-        state = str(getattr(error, "sqlstate", "") or "")
-        name = type(error).__name__
-        if state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_CODES:
-            return DatabaseUnavailable(f"PostgreSQL asked to retry (SQLSTATE {state}, {name})")
-        if state.startswith(_ROW_CLASSES):
-            return RowRejected(state, _describe(error))
-        return DatabaseError(f"PostgreSQL refused the work (SQLSTATE {state}, {name})")
-    return DatabaseUnavailable(f"PostgreSQL unreachable: {type(error).__name__}")
+    if not isinstance(error, asyncpg.PostgresError):
+        return DatabaseUnavailable(f"PostgreSQL unreachable: {type(error).__name__}")
+    state = str(getattr(error, "sqlstate", "") or "")
+    name = type(error).__name__
+    if state == QUERY_CANCELED:
+        return StatementTimeout(f"PostgreSQL cancelled a statement (SQLSTATE {state}, {name})")
+    if state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_CODES:
+        return DatabaseUnavailable(f"PostgreSQL asked to retry (SQLSTATE {state}, {name})")
+    if state.startswith(_FATAL_CLASSES) or state in _FATAL_CODES:
+        return DatabaseError(
+            f"PostgreSQL refused the work (SQLSTATE {state}, {name}: {without_values(error)})"
+        )
+    return RowRejected(state, describe(error))
 
 
-def _describe(error: asyncpg.PostgresError) -> str:
-    """Name, constraint and column of a row error: enough to act on, without its values."""
+def describe(error: asyncpg.PostgresError) -> str:
+    """Name, constraint and column of a refusal, and the server's message without what
+    may be a value: enough to act on."""
     parts = [type(error).__name__]
     for attribute in ("table_name", "column_name", "constraint_name"):
         value = getattr(error, attribute, None)
         if value:
             parts.append(f"{attribute.removesuffix('_name')} {value}")
-    return ", ".join(parts)
+    message = without_values(error)
+    return ", ".join(parts) + (f": {message}" if message else "")
+
+
+def without_values(error: asyncpg.PostgresError) -> str:
+    """The server's message (never its DETAIL, which quotes the row) with every quoted
+    text that is not a name the error reports, and every word with a digit, '@', ':', '/'
+    or '=' in it, replaced by '…'. A trigger's RAISE may put anything in its message."""
+    names = {
+        str(value)
+        for attribute in ("schema_name", "table_name", "column_name", "constraint_name")
+        if (value := getattr(error, attribute, None))
+    }
+
+    def quoted(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return text if text[1:-1] in names else text[0] + "…" + text[0]
+
+    text = getattr(error, "message", None) or (error.args[0] if error.args else "")
+    message = _QUOTED.sub(quoted, str(text))
+    return printable(" ".join(_word(word) for word in message.split())[:_MESSAGE_LIMIT])
+
+
+def _word(word: str) -> str:
+    """'…' for a word that may be a value (trailing punctuation aside)."""
+    core = word.rstrip(_TRAILING)
+    return "…" + word[len(core) :] if _VALUE_MARKS.search(core) else word
 
 
 # InternalClientError: asyncpg's protocol state broke, as when the server kills a

@@ -75,7 +75,7 @@ class Receiver:
     async def run(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
         """Receive until `stop` is set or (drain mode) the drain is over. `halt` is set by
         either and cuts a pause between retries short."""
-        while not stop.is_set():
+        while not halt.is_set():
             try:
                 envelopes = await self._receive_until(halt)
             except Interrupted as cut:
@@ -103,6 +103,9 @@ class Receiver:
             await asyncio.wait({receive, halted}, return_when=asyncio.FIRST_COMPLETED)
             if not receive.done():
                 await asyncio.wait({receive}, timeout=POLL_GRACE)
+        except BaseException:  # this worker is cancelled: so is its receive
+            receive.cancel()
+            raise
         finally:
             halted.cancel()
         if receive.done():

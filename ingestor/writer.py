@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingestor.acks import Acknowledger
-from ingestor.errors import DatabaseError
+from ingestor.errors import StatementTimeout
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
-from ingestor.isolation import Batch, Digest, Sink, write_isolating
+from ingestor.isolation import Batch, Breaker, Digest, Sink, split_items, write_isolating
 from ingestor.models import (
     LoginRow,
     Processed,
@@ -58,6 +58,8 @@ class BatchWriter:
         hooks: Hooks,
         config: WriterConfig,
         digest: Digest,
+        breaker: Breaker | None = None,
+        size: TransactionSize | None = None,
     ) -> None:
         self._inbox = inbox
         self._sink = sink
@@ -66,6 +68,8 @@ class BatchWriter:
         self._hooks = hooks
         self._config = config
         self._digest = digest
+        self._breaker = breaker or Breaker()
+        self._size = size or TransactionSize(config.batch_size)
         self._deleting: set[asyncio.Task[None]] = set()
         self._delete_slots = asyncio.Semaphore(config.pending_deletes)
         self._delete_failure: BaseException | None = None
@@ -132,13 +136,11 @@ class BatchWriter:
         """Commit `batch`, then delete its messages from the queue (awaited, or started in
         the background)."""
         rows, rejects = split_outcomes(batch)
-        context = Batch(batch, self._digest, vault_entries(batch))
+        context = Batch(batch, self._digest, vault_entries(batch), self._breaker)
+        progress = _Progress(self._sink, [*rows, *rejects], context, self._size)
         started = time.perf_counter()
         result, refused = await observed(
-            "write",
-            lambda: write_isolating(self._sink, rows, rejects, context),
-            self._config.write_backoff,
-            self._hooks,
+            "write", progress.run, self._config.write_backoff, self._hooks
         )
         handles = [item.receipt_handle for item in batch]
         self._inflight.committed(handles)
@@ -148,13 +150,6 @@ class BatchWriter:
             await self._start_delete(handles)
         else:
             await self._delete(handles)
-        if len(rows) > 1 and result.rejected_by_db >= len(rows):
-            # Every row refused is a table ingestor cannot write to, not a poison message:
-            # stop before the whole queue turns into rejects (these are kept, with reasons).
-            raise DatabaseError(
-                f"PostgreSQL refused every row of a batch ({refused[0].reason}); "
-                "check user_logins for a constraint or column ingestor cannot fill"
-            )
         return result
 
     async def _start_delete(self, handles: list[str]) -> None:
@@ -202,3 +197,78 @@ def _as_stored(rejects: list[Rejection], refused: list[Rejection]) -> list[Rejec
     """The rejects as committed: one the database refused counts once, as its replacement."""
     replaced = {r.message_id for r in refused}
     return [r for r in rejects if r.message_id not in replaced] + refused
+
+
+# Commits in a row that fit before a shrunk transaction size doubles again.
+GROW_AFTER = 10
+
+
+@dataclass
+class TransactionSize:
+    """Messages per transaction: the batch size, halved each time a statement is
+    cancelled (SQLSTATE 57014: a statement_timeout on the role, say), doubled back after
+    `GROW_AFTER` commits in a row."""
+
+    ceiling: int
+    limit: int = 0
+    streak: int = 0
+
+    def __post_init__(self) -> None:
+        self.limit = self.limit or self.ceiling
+
+    def shrink(self, cause: StatementTimeout) -> bool:
+        """Halve; False when a transaction of one message is already too slow."""
+        if self.limit == 1:
+            return False
+        if self.limit == self.ceiling:
+            log.warning(
+                "a transaction of %d messages was cancelled (%s): writing smaller ones "
+                "until they commit in time, then growing back",
+                self.limit,
+                cause,
+                extra={"event": "transaction_shrunk", "size": self.limit},
+            )
+        self.limit, self.streak = max(1, self.limit // 2), 0
+        return True
+
+    def fitted(self) -> None:
+        self.streak += 1
+        if self.streak >= GROW_AFTER and self.limit < self.ceiling:
+            self.limit, self.streak = min(self.ceiling, self.limit * 2), 0
+
+
+class _Progress:
+    """One batch's writes, in transactions of at most `size.limit` messages. What has
+    committed stays committed across the writer's retries: a retry goes on from there."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        items: list[LoginRow | Rejection],
+        context: Batch,
+        size: TransactionSize,
+    ) -> None:
+        self._sink = sink
+        self._items = items
+        self._context = context
+        self._size = size
+        self._done = 0
+        self._result = WriteResult(0, 0, 0)
+        self._refused: list[Rejection] = []
+
+    async def run(self) -> tuple[WriteResult, list[Rejection]]:
+        while self._done < len(self._items):
+            part = self._items[self._done : self._done + self._size.limit]
+            try:
+                result, refused = await write_isolating(
+                    self._sink, *split_items(part), self._context
+                )
+            except StatementTimeout as cancelled:
+                if not self._size.shrink(cancelled):
+                    raise  # even one message at a time: retried with backoff
+                continue
+            self._size.fitted()
+            self._result += result
+            self._refused += refused
+            self._done += len(part)
+        return self._result, self._refused

@@ -7,7 +7,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ingestor.errors import IngestorError, RowRejected, TransientError
+from ingestor.errors import IngestorError, RowRejected, StatementTimeout, TransientError
 from ingestor.hooks import Hooks
 from ingestor.models import (
     EntryFailure,
@@ -70,6 +70,8 @@ class FakeSink:
         transient_failures: int = 0,
         refuse: Callable[[LoginRow], bool] = lambda row: False,
         delay: float = 0.0,
+        refusal: str = "23514",
+        timeout_above: int | None = None,
     ) -> None:
         self.rows: dict[str, LoginRow] = {}
         self.rejects: dict[str, Rejection] = {}
@@ -79,6 +81,8 @@ class FakeSink:
         self._failures = itertools.repeat(True, transient_failures)
         self._refuse = refuse
         self._delay = delay
+        self._refusal = refusal
+        self._timeout_above = timeout_above
 
     async def write(
         self,
@@ -91,8 +95,10 @@ class FakeSink:
             await asyncio.sleep(self._delay)
         if next(self._failures, False):
             raise TransientError("database down")
+        if self._timeout_above is not None and len(rows) + len(rejects) > self._timeout_above:
+            raise StatementTimeout("canceling statement due to statement timeout")
         if any(self._refuse(row) for row in rows):
-            raise RowRejected("23514", "CheckViolationError, constraint no_evil")
+            raise RowRejected(self._refusal, "RaiseError, constraint no_evil")
         if len({row.message_id for row in rows}) != len(rows):
             raise AssertionError("a batch wrote one message id twice")
         replaced = sum(1 for row in rows if row.message_id in self.rows)

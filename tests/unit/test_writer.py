@@ -9,14 +9,15 @@ import orjson
 import pytest
 
 from ingestor.acks import Acknowledger, AckPolicy
-from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected
+from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected, StatementTimeout
 from ingestor.hooks import Stats
 from ingestor.inflight import InFlight
+from ingestor.isolation import BREAKER_THRESHOLD
 from ingestor.masking import HmacMasker
 from ingestor.models import Processed
 from ingestor.retry import Backoff
 from ingestor.transform import Transformer
-from ingestor.writer import BatchWriter, WriterConfig
+from ingestor.writer import GROW_AFTER, BatchWriter, TransactionSize, WriterConfig
 from tests.fakes import FakeQueue, FakeSink, envelopes
 
 TRANSFORMER = Transformer(HmacMasker(b"w" * 32))
@@ -145,13 +146,66 @@ async def test_a_reject_the_database_refuses_is_kept_without_its_body() -> None:
     assert (stats.rejected, dict(stats.reasons)) == (1, {"db_23514": 1})
 
 
-async def test_a_table_that_refuses_every_row_stops_the_service() -> None:
+async def test_a_table_that_refuses_every_row_stops_before_the_batch_turns_into_rejects() -> None:
     sink, queue = FakeSink(refuse=lambda row: True), FakeQueue()
     writer, _, _ = make_writer(sink, queue)
-    with pytest.raises(DatabaseError, match="refused every row"):
-        await writer.flush(processed(4))
-    # The batch itself is kept as rejects with reasons, not lost
-    assert sorted(sink.rejects) == ["m0", "m1", "m2", "m3"]
+    with pytest.raises(DatabaseError, match=f"refused {BREAKER_THRESHOLD} rows in a row"):
+        await writer.flush(processed(30))
+    # Those refused before the breaker tripped are kept with reasons; the rest stays queued
+    assert len(sink.rejects) == BREAKER_THRESHOLD - 1
+    assert queue.deleted == []
+
+
+async def test_the_breaker_counts_across_batches_of_one_message() -> None:
+    sink, queue = FakeSink(refuse=lambda row: True, refusal="P0001"), FakeQueue()
+    writer, _, stats = make_writer(sink, queue)
+    for i in range(BREAKER_THRESHOLD - 1):
+        await writer.flush(processed(1, start=i))
+    with pytest.raises(DatabaseError, match="P0001"):
+        await writer.flush(processed(1, start=BREAKER_THRESHOLD))
+    assert stats.reasons == {"db_P0001": BREAKER_THRESHOLD - 1}
+
+
+async def test_an_accepted_row_resets_the_breaker() -> None:
+    sink = FakeSink(refuse=lambda row: row.message_id.endswith(("1", "3", "5", "7")))
+    writer, _, stats = make_writer(sink, FakeQueue())
+    for i in range(5):  # 4 refused in every 10, never 10 in a row
+        await writer.flush(processed(10, start=10 * i))
+    assert stats.rejected == 20
+    assert len(sink.rows) == 30
+
+
+async def test_a_statement_timeout_splits_the_batch() -> None:
+    # Given a database that cancels any transaction of more than 100 messages
+    calls: list[str] = []
+    sink, queue = FakeSink(calls, timeout_above=100), FakeQueue(calls=calls)
+    writer, _, stats = make_writer(sink, queue, batch_size=1_000)
+    # When a batch of 1,000 is flushed
+    await writer.flush(processed(1_000))
+    # Then it commits in transactions that fit, every message once, then deletes them
+    sizes = [int(c.split()[1].split("+")[0]) for c in calls if c.startswith("commit")]
+    assert sum(sizes) == 1_000
+    assert max(sizes) <= 100
+    assert stats.inserted == 1_000
+    assert len(queue.deleted) == 1_000
+
+
+def test_the_transaction_size_halves_on_a_timeout_and_grows_back_after_commits() -> None:
+    size = TransactionSize(1_000)
+    cancelled = StatementTimeout("canceling statement due to statement timeout")
+    assert size.shrink(cancelled)
+    assert size.shrink(cancelled)
+    assert size.limit == 250
+    for _ in range(GROW_AFTER - 1):
+        size.fitted()
+    assert size.limit == 250
+    size.fitted()
+    assert size.limit == 500
+    for _ in range(3 * GROW_AFTER):
+        size.fitted()
+    assert size.limit == 1_000  # never above the batch size
+    one = TransactionSize(1)
+    assert not one.shrink(cancelled)  # one message at a time: retried with backoff instead
 
 
 async def test_a_delete_that_keeps_failing_does_not_stop_the_writer() -> None:

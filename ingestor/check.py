@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ingestor.errors import IngestorError
-from ingestor.postgres import connect
+from ingestor import keyrecord
+from ingestor.errors import ConfigError, IngestorError
+from ingestor.postgres import connect, mapped_errors
 from ingestor.schema import schema_problems
 from ingestor.service import open_queue
 from ingestor.settings import Settings, env_name
@@ -28,16 +29,19 @@ async def check_queue(settings: Settings) -> list[str]:
 async def check_database(settings: Settings) -> list[str]:
     connection = await connect(settings.dsn)
     try:
-        problems = await schema_problems(connection)
+        async with mapped_errors():
+            problems = await schema_problems(connection)
+            if problems:
+                return [f"FAIL database: {problem}" for problem in problems]
+            key = await keyrecord.check(connection, settings.key_bytes)
     finally:
         await connection.close()
-    if problems:
-        return [f"FAIL database: {problem}" for problem in problems]
-    return ["ok   database answers and its schema is up to date"]
+    return ["ok   database answers and its schema is up to date", f"ok   {key}"]
 
 
-async def run_checks(settings: Settings) -> tuple[bool, list[str]]:
-    """All checks, each reported; (all passed, report lines)."""
+async def run_checks(settings: Settings) -> tuple[int, list[str]]:
+    """All checks, each reported; (exit code, report lines): 0 all passed, 2 a setting is
+    wrong (the masking key is not the tables'), else 1."""
     settings.require("queue_url", "database_url", "hmac_key")
     settings.require_production_key()
     lines = ["ok   settings"]
@@ -45,9 +49,14 @@ async def run_checks(settings: Settings) -> tuple[bool, list[str]]:
         ("queue", check_queue),
         ("database", check_database),
     ]
+    code = 0
     for name, check in checks:
         try:
             lines.extend(await check(settings))
+        except ConfigError as error:
+            lines.append(f"FAIL {name}: {error}")
+            code = 2
         except IngestorError as error:
             lines.append(f"FAIL {name}: {error}")
-    return not any(line.startswith("FAIL") for line in lines), lines
+    failed = any(line.startswith("FAIL") for line in lines)
+    return code or int(failed), lines

@@ -177,9 +177,9 @@ def _migrate(settings: Settings) -> int:
 def _check(settings: Settings) -> int:
     from ingestor.check import run_checks  # noqa: PLC0415
 
-    passed, lines = run_async(run_checks(settings))
+    code, lines = run_async(run_checks(settings))
     print("\n".join(lines))
-    return EXIT_OK if passed else EXIT_FAILURE
+    return code
 
 
 def _demo(settings: Settings) -> int:

@@ -38,6 +38,7 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
     },
     "pii_vault": {"token": "character varying(256)", "sealed": "bytea"},
     "pii_reveal_audit": {"actor": "text", "tokens": "character varying(256)[]"},
+    "ingestor_masking_key": {"mask_key_id": "character varying(32)"},
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from ingestor import keyrecord
 from ingestor.acks import DEFAULT_POLICY, AckPolicy
 from ingestor.erasure import follow_erasures
 from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
@@ -18,7 +19,7 @@ from ingestor.hooks import HookChain, Hooks
 from ingestor.masking import HmacMasker
 from ingestor.models import QueueAttributes
 from ingestor.pipeline import Pipeline, PipelineConfig
-from ingestor.postgres import PostgresSink, close_pool, connect, create_pool
+from ingestor.postgres import PostgresSink, close_pool, connect, create_pool, mapped_errors
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.schema import migrate
 from ingestor.settings import Settings, env_name
@@ -99,6 +100,22 @@ async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list
     return await observed("startup", attempt, RETRY_FOREVER, hooks or Hooks())
 
 
+async def _prepare_database(settings: Settings, hooks: Hooks) -> str:
+    """Migrate, then make sure the tables' tokens are made with this masking key (waiting
+    out a rotation under way); a database that is not there yet is waited for."""
+
+    async def claim() -> str:
+        connection = await connect(settings.dsn)
+        try:
+            async with mapped_errors():
+                return await keyrecord.claim(connection, settings.key_bytes)
+        finally:
+            await connection.close()
+
+    await run_migrations(settings, hooks)
+    return await observed("startup", claim, RETRY_FOREVER, hooks)
+
+
 async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> None:
     """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode),
     observed by the telemetry (metrics, health endpoints, progress lines) throughout.
@@ -107,7 +124,7 @@ async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> 
     async with observing(settings, hooks) as telemetry, open_queue(settings) as queue:
         hooks = telemetry.hooks
         hooks.on_state("starting")
-        if await _until_stopped(run_migrations(settings, hooks), stop) is None:
+        if await _until_stopped(_prepare_database(settings, hooks), stop) is None:
             hooks.on_state("stopped")
             return
         # The queue answers before the service calls itself ready (and a queue that does

@@ -75,6 +75,7 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        self._connections: set[asyncio.Task[None]] = set()
 
     def inject(self, *faults: Fault) -> None:
         self.faults = list(faults)
@@ -96,6 +97,9 @@ class FaultProxy:
                 yield self
         finally:
             server.close()
+            for task in self._connections:  # connections still open: nothing outlives a test
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
             await self._http.close()
 
     def _pick(self, target: str) -> Fault | None:
@@ -106,11 +110,15 @@ class FaultProxy:
         return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
         try:
             while request := await _read_request(reader):
                 if not await self._answer(request, writer):
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
             pass
         finally:
             writer.close()

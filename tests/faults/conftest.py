@@ -3,9 +3,7 @@ invariant every fault test ends with, and a report table printed after the run."
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from tests.conftest import REGION, TEST_KEY, temporary_queue
 from tests.integration.helpers import pii_in_logs, queue_is_empty
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -76,10 +75,7 @@ async def check_invariant(
 
 
 async def wait_for_queue_empty(queue: SqsQueue, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not await queue_is_empty(queue):
-        assert time.monotonic() < deadline, "the queue did not empty"
-        await asyncio.sleep(0.5)
+    await wait_until(lambda: queue_is_empty(queue), within, "the queue to empty", every=0.5)
 
 
 @pytest.fixture(autouse=True)

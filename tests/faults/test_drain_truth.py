@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -25,6 +24,7 @@ from ingestor.synthetic import generate
 from tests.conftest import service_env, temporary_queue
 from tests.faultproxy import FaultProxy
 from tests.faults.conftest import check_invariant, fault_settings, record
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -136,10 +136,11 @@ async def test_sigterm_while_the_database_is_down_exits_3_saying_what_remains(
 
 async def wait_for_received(queue: SqsQueue, within: float = 30) -> None:
     """Until the service holds messages (some are in flight)."""
-    deadline = time.monotonic() + within
-    while (await queue.depths()).in_flight == 0:
-        assert time.monotonic() < deadline, "the service received nothing"
-        await asyncio.sleep(0.1)
+
+    async def held() -> bool:
+        return (await queue.depths()).in_flight > 0
+
+    await wait_until(held, within, "the service to receive")
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,7 @@ from tests.faults.conftest import (
     record,
     wait_for_queue_empty,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 OUTAGE_SECONDS = 30
@@ -45,13 +46,6 @@ class CommitClock(Hooks):
 
     def first_after(self, moment: float) -> float:
         return next(t for t in self.commits if t >= moment) - moment
-
-
-async def wait_until(condition: object, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -89,9 +83,12 @@ async def test_postgres_stopped_for_30_seconds(
     await wait_until(lambda: stats.inserted >= 300, 30)
     # When PostgreSQL stops for 30 s mid-run
     await asyncio.to_thread(own_postgres.stop)
-    await asyncio.sleep(2)
+    outage_started = time.monotonic()
+    # (the buffers fill: what is held reaches the buffers' and the writers' batches' size)
+    full = settings.buffer_messages + settings.writers * settings.batch_size
+    await wait_until(lambda: stats.received - stats.loaded - stats.rejected >= full, 30)
     received_early = stats.received
-    await asyncio.sleep(OUTAGE_SECONDS - 2)
+    await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))
     # Then receiving stopped once the bounded buffers were full
     in_hands = settings.receivers * 10  # each receiver may hold one receive's messages
     assert stats.received - received_early <= in_hands + 20
@@ -214,7 +211,8 @@ async def test_when_the_heartbeat_cannot_help_the_upsert_still_leaves_one_row(
     second, second_stats, stop_second = start(settings)
     await wait_until(lambda: first_stats.inserted + second_stats.inserted >= 50, 30)
     async with hold_lock(database):
-        await asyncio.sleep(8)  # held messages come back and both consumers hold copies
+        # held messages come back and are received again, by either consumer
+        await wait_until(lambda: first_stats.received + second_stats.received > len(sent) + 50, 60)
     await wait_for_queue_empty(fault_queue, 60)
     stop_first.set()
     stop_second.set()

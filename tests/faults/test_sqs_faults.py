@@ -22,6 +22,7 @@ from ingestor.synthetic import generate
 from tests.conftest import service_env
 from tests.faultproxy import HTML_429, HTML_503, Fault, FaultProxy
 from tests.faults.conftest import check_invariant, fault_settings, record
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 EVERY_CALL: frozenset[str] = frozenset()
@@ -157,7 +158,7 @@ async def test_a_stop_while_long_polls_are_answered_hands_their_messages_back(
         )
         await wait_for_rows(db, 500)
         proxy.inject(Fault("delay", rate=1.0, targets=RECEIVES, delay=1.0))
-        await wait_for(lambda: proxy.done["delay ReceiveMessage"] >= 4, 10)
+        await wait_until(lambda: proxy.done["delay ReceiveMessage"] >= 4, 10)
         # When it is stopped
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
@@ -226,7 +227,7 @@ async def test_the_shutdown_timeout_holds_when_sqs_is_slow_to_take_messages_back
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ingestor", "run", env=env, stderr=asyncio.subprocess.PIPE
             )
-            await wait_for(lambda: proxy.calls["ReceiveMessage"] >= 20, 30)
+            await wait_until(lambda: proxy.calls["ReceiveMessage"] >= 20, 30)
             proxy.inject(
                 Fault("delay", targets=frozenset({"ChangeMessageVisibilityBatch"}), delay=30)
             )
@@ -244,17 +245,10 @@ async def test_the_shutdown_timeout_holds_when_sqs_is_slow_to_take_messages_back
 
 
 async def wait_for_rows(db: asyncpg.Connection, count: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while await db.fetchval("SELECT count(*) FROM user_logins") < count:
-        assert time.monotonic() < deadline, f"fewer than {count} rows after {within}s"
-        await asyncio.sleep(0.1)
+    async def loaded() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM user_logins") >= count)
 
-
-async def wait_for(condition: object, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
+    await wait_until(loaded, within, f"{count} rows")
 
 
 async def queue_counts(queue: SqsQueue) -> tuple[int, int]:

@@ -16,14 +16,17 @@ import pytest
 
 from ingestor.demo import crash_after_commit
 from ingestor.embedded import EmbeddedPostgres
-from ingestor.hooks import Stats
+from ingestor.hooks import HookChain, Stats
+from ingestor.queries import migrations
 from ingestor.service import run_service
 from ingestor.sqs import SqsQueue, create_queue, sqs_client
 from ingestor.synthetic import generate
 from tests.conftest import REGION, service_env
+from tests.fakes import RecordingHooks
 from tests.faults.conftest import check_invariant, fault_settings, record
-from tests.faults.test_outages import hold_lock, wait_until
+from tests.faults.test_outages import hold_lock
 from tests.integration.helpers import find_plaintext, plaintext_pii, queue_is_empty
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -101,10 +104,11 @@ async def test_a_database_down_at_start_up_is_waited_for(
 ) -> None:
     sent = await fault_queue.send([e.body for e in generate(300, seed=42)])
     await asyncio.to_thread(own_postgres.stop)
-    stats = Stats()
+    stats, attempts = Stats(), RecordingHooks()
     settings = fault_settings(own_postgres.url, fault_queue, sqs_endpoint)
-    task = asyncio.create_task(run_service(settings, asyncio.Event(), stats))
-    await asyncio.sleep(3)
+    task = asyncio.create_task(run_service(settings, asyncio.Event(), HookChain(stats, attempts)))
+    # (it has tried several times, backing off, and is still waiting)
+    await wait_until(lambda: attempts.events.count("retry startup") >= 3 or task.done(), 30)
     assert not task.done(), "the service gave up on a database that was only late"
     started = time.monotonic()
     await asyncio.to_thread(own_postgres.start)
@@ -152,12 +156,11 @@ async def test_three_consumers_with_redeliveries_on_one_queue(
         )
         for _ in range(3)
     ]
-    await asyncio.sleep(1)
+    await wait_until(lambda: migrated(empty_database), 60)
     await crash_after_commit(settings, 200)
     outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in processes)), 300)
     assert [p.returncode for p in processes] == [0, 0, 0]
     # Then every message is in one place once, with no deadlock and no PII in the logs
-    await wait_queue_drained(env, fault_queue)
     connection = await asyncpg.connect(empty_database)
     try:
         await check_invariant(connection, fault_queue, sent)
@@ -174,17 +177,16 @@ async def test_three_consumers_with_redeliveries_on_one_queue(
     )
 
 
-async def wait_queue_drained(env: dict[str, str], queue: SqsQueue) -> None:
-    """Drain again until the queue is empty (the dead consumer's messages come back after
-    their visibility timeout)."""
-    for _ in range(6):
-        if await queue_is_empty(queue):
-            return
-        await asyncio.sleep(5)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingestor", "run", "--drain", env=env
-        )
-        assert await asyncio.wait_for(process.wait(), 120) == 0
+async def migrated(url: str) -> bool:
+    """The consumers have migrated the empty database: every migration is recorded."""
+    connection = await asyncpg.connect(url)
+    try:
+        if not await connection.fetchval("SELECT to_regclass('ingestor_migrations') IS NOT NULL"):
+            return False
+        done = await connection.fetchval("SELECT count(*) FROM ingestor_migrations")
+    finally:
+        await connection.close()
+    return bool(done == len(migrations()))
 
 
 async def test_messages_that_keep_failing_end_in_the_dlq_which_drains_like_a_queue(
@@ -220,7 +222,7 @@ async def test_messages_that_keep_failing_end_in_the_dlq_which_drains_like_a_que
         stop = asyncio.Event()
         async with hold_lock(database):
             task = asyncio.create_task(run_service(settings, stop, Stats()))
-            await wait_until_async(lambda: visible_and_held(dlq, len(sent)), 60)
+            await wait_until(lambda: visible_and_held(dlq, len(sent)), 60)
             stop.set()
             await asyncio.wait_for(task, 30)
         # Then they all end in the DLQ, and the main queue is empty
@@ -228,11 +230,6 @@ async def test_messages_that_keep_failing_end_in_the_dlq_which_drains_like_a_que
         assert await queue_is_empty(queue)
         # And `run --drain` on the DLQ loads them, once each
         env = service_env(fault_settings(database, dlq, sqs_endpoint))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingestor", "run", "--drain", env=env
-        )
-        assert await asyncio.wait_for(process.wait(), 60) == 0
-        await asyncio.sleep(1.5)  # copies the first run still held are visible again
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ingestor", "run", "--drain", env=env
         )
@@ -253,13 +250,3 @@ async def visible_and_held(queue: SqsQueue, count: int) -> bool:
         + int(counts["ApproximateNumberOfMessagesNotVisible"])
         >= count
     )
-
-
-async def wait_until_async(condition: object, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.5)
-
-
-_ = wait_until

@@ -786,10 +786,15 @@ async def test_a_running_service_vaults_a_value_again_after_its_erasure(
     masker.remember([token])
     masker.mask_ip(IP_X)
     assert masker.take() == ()  # known: not sealed again
-    pool = await create_pool(database, 2)
+    pool = CountingPool(await create_pool(database, 2))
     follower = asyncio.create_task(follow_erasures(pool, masker, interval=0.05))
     try:
-        await asyncio.sleep(0.2)  # the follower has read where the audit trail stands
+        # (the follower has read where the audit trail stands)
+        for _ in range(200):
+            if pool.reads:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.reads, "the follower never read the audit trail"
         # When the value is erased while that service runs
         await forget(db, [token], Request("dpo", "DSR-1"))
         # Then within the follower's interval, the masker seals it again when seen
@@ -803,4 +808,17 @@ async def test_a_running_service_vaults_a_value_again_after_its_erasure(
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
-        await pool.close()
+        await pool.pool.close()
+
+
+class CountingPool:
+    """A pool that counts the reads `follow_erasures` makes through it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.reads = 0
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        value = await self.pool.fetchval(sql, *args)
+        self.reads += 1
+        return value

@@ -15,6 +15,7 @@ from ingestor.models import EntryFailure, Envelope, LoginRow, QueueDepth, Reject
 from ingestor.pipeline import Pipeline, PipelineConfig
 from ingestor.transform import Transformer
 from tests.fakes import FakeQueue, FakeSink, envelopes
+from tests.waiting import wait_until
 
 TRANSFORMER = Transformer(HmacMasker(b"p" * 32))
 GOOD = orjson.dumps({"user_id": "u", "ip": "10.0.0.1"}).decode()
@@ -69,7 +70,9 @@ async def test_a_stuck_database_stops_the_receivers_and_uncommitted_messages_go_
     )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
-    await asyncio.sleep(0.3)
+    await wait_until(
+        lambda: runner.buffered().received >= runner.buffered().capacity, 5, "a full buffer"
+    )
     # Then receiving stops once the bounded buffers are full (backpressure)
     received = stats.received
     assert received <= 200 + 50 + 3 * 10 + 30  # buffers + one batch + receivers' hands

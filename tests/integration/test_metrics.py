@@ -104,6 +104,7 @@ async def test_metrics_account_for_every_message_and_readiness_follows_the_servi
         endpoints = Endpoints(session, settings.metrics_port)
         await endpoints.wait_for("/healthz", 200)
         await endpoints.wait_for("/readyz", 200)
+        assert (await endpoints.scrape())["ingestor_ready"] == 1
         # When valid events and junk arrive
         events = generate(1500, seed=21, junk_rate=0.1, repeat_rate=0)
         junk = sum(1 for e in events if not e.valid)
@@ -135,6 +136,7 @@ async def test_metrics_account_for_every_message_and_readiness_follows_the_servi
             stop.set()
             # Then /readyz says 503 while it drains, and /healthz still answers
             assert "draining" in await endpoints.wait_for("/readyz", 503)
+            assert (await endpoints.scrape())["ingestor_ready"] == 0
             assert (await endpoints.status("/healthz"))[0] == 200
     await asyncio.wait_for(task, 30)
     assert (stats.received, stats.deleted) == (sent, sent)

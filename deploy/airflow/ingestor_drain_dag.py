@@ -18,14 +18,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.exceptions import AirflowException, AirflowFailException
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
 try:  # Airflow 3
     from airflow.sdk import DAG
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:  # Airflow 2.4+
     from airflow import DAG
+    from airflow.exceptions import AirflowException, AirflowFailException
 
 EXIT_CONFIG = 2  # `run --drain`: a bad setting (see the docstring for the others)
 

@@ -84,8 +84,8 @@ def dag(monkeypatch: pytest.MonkeyPatch) -> DAG:
     stand_ins = {
         "airflow": module("airflow", DAG=DAG),
         "airflow.sdk": module("airflow.sdk", DAG=DAG),
-        "airflow.exceptions": module(
-            "airflow.exceptions",
+        "airflow.sdk.exceptions": module(
+            "airflow.sdk.exceptions",
             AirflowException=AirflowException,
             AirflowFailException=AirflowFailException,
         ),

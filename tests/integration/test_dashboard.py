@@ -5,24 +5,20 @@ from a live /metrics scrape (never from a list kept here, so a renamed metric fa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingestor.hooks import LogHooks
-from ingestor.service import run_service
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
-from tests.integration.test_metrics import Endpoints, service_settings
+from tests.integration.test_metrics import running_service, service_settings
 from tests.unit.deploy_files import PROMETHEUS, ROOT, run_tool, tool, yaml_document
 
 pytestmark = pytest.mark.integration
@@ -153,19 +149,11 @@ def test_the_name_reader_sees_what_a_query_selects() -> None:
 
 async def scrape_after_some_traffic(settings: Settings, sqs_queue: SqsQueue) -> str:
     """/metrics of a service that has loaded and rejected a few messages."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_service(settings, stop, LogHooks()))
-    try:
-        async with aiohttp.ClientSession() as session:
-            endpoints = Endpoints(session, settings.metrics_port)
-            await endpoints.wait_for("/readyz", 200)
-            events = generate(200, seed=5, junk_rate=0.1, repeat_rate=0)
-            sent = len(await sqs_queue.send([event.body for event in events]))
-            await endpoints.until("ingestor_messages_deleted_total", sent)
-            return (await endpoints.status("/metrics"))[1]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    async with running_service(settings) as endpoints:
+        events = generate(200, seed=5, junk_rate=0.1, repeat_rate=0)
+        sent = len(await sqs_queue.send([event.body for event in events]))
+        await endpoints.until("ingestor_messages_deleted_total", sent)
+        return (await endpoints.status("/metrics"))[1]
 
 
 async def test_dashboard_and_rules_read_only_metrics_the_service_exports(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -63,6 +64,21 @@ class Endpoints:
                 return text
             assert time.monotonic() < deadline, f"{path} stayed {got} ({text.strip()})"
             await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Endpoints]:
+    """A service on `settings`, ready (/readyz 200), stopped on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_service(settings, stop, LogHooks()))
+    try:
+        async with aiohttp.ClientSession() as session:
+            endpoints = Endpoints(session, settings.metrics_port)
+            await endpoints.wait_for("/readyz", 200)
+            yield endpoints
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 def total(samples: dict[str, float], name: str) -> float:
@@ -156,19 +172,11 @@ async def test_readyz_follows_a_database_that_goes_away_and_comes_back(
         metrics_host="127.0.0.1",
         metrics_port=free_port(),
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_service(settings, stop, LogHooks()))
-    try:
-        async with aiohttp.ClientSession() as session:
-            endpoints = Endpoints(session, settings.metrics_port)
-            await endpoints.wait_for("/readyz", 200)
-            # When PostgreSQL stops, /readyz says 503 (and /healthz still 200)
-            await asyncio.to_thread(own_postgres.stop)
-            assert "database" in await endpoints.wait_for("/readyz", 503, within=15)
-            assert (await endpoints.status("/healthz"))[0] == 200
-            # And when it is back, 200 again, without a restart
-            await asyncio.to_thread(own_postgres.start)
-            await endpoints.wait_for("/readyz", 200, within=30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    async with running_service(settings) as endpoints:
+        # When PostgreSQL stops, /readyz says 503 (and /healthz still 200)
+        await asyncio.to_thread(own_postgres.stop)
+        assert "database" in await endpoints.wait_for("/readyz", 503, within=15)
+        assert (await endpoints.status("/healthz"))[0] == 200
+        # And when it is back, 200 again, without a restart
+        await asyncio.to_thread(own_postgres.start)
+        await endpoints.wait_for("/readyz", 200, within=30)

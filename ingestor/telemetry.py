@@ -40,6 +40,8 @@ class Telemetry:
         self._settings = settings
         self.readiness = Readiness()
         self.metrics = PrometheusHooks() if settings.metrics_port else None
+        if self.metrics is not None:
+            self.metrics.watch_readiness(self.readiness)
         self.progress = ProgressLog() if settings.progress_interval else None
         observers = [self.readiness, self.metrics, self.progress]
         self.hooks = HookChain(hooks, *(hook for hook in observers if hook is not None))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -65,6 +66,21 @@ class Endpoints:
             await asyncio.sleep(0.1)
 
 
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Endpoints]:
+    """A service on `settings`, ready (/readyz 200), stopped on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_service(settings, stop, LogHooks()))
+    try:
+        async with aiohttp.ClientSession() as session:
+            endpoints = Endpoints(session, settings.metrics_port)
+            await endpoints.wait_for("/readyz", 200)
+            yield endpoints
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
 def total(samples: dict[str, float], name: str) -> float:
     """A counter summed over its labels."""
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
@@ -104,6 +120,7 @@ async def test_metrics_account_for_every_message_and_readiness_follows_the_servi
         endpoints = Endpoints(session, settings.metrics_port)
         await endpoints.wait_for("/healthz", 200)
         await endpoints.wait_for("/readyz", 200)
+        assert (await endpoints.scrape())["ingestor_ready"] == 1
         # When valid events and junk arrive
         events = generate(1500, seed=21, junk_rate=0.1, repeat_rate=0)
         junk = sum(1 for e in events if not e.valid)
@@ -135,6 +152,7 @@ async def test_metrics_account_for_every_message_and_readiness_follows_the_servi
             stop.set()
             # Then /readyz says 503 while it drains, and /healthz still answers
             assert "draining" in await endpoints.wait_for("/readyz", 503)
+            assert (await endpoints.scrape())["ingestor_ready"] == 0
             assert (await endpoints.status("/healthz"))[0] == 200
     await asyncio.wait_for(task, 30)
     assert (stats.received, stats.deleted) == (sent, sent)
@@ -154,19 +172,11 @@ async def test_readyz_follows_a_database_that_goes_away_and_comes_back(
         metrics_host="127.0.0.1",
         metrics_port=free_port(),
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_service(settings, stop, LogHooks()))
-    try:
-        async with aiohttp.ClientSession() as session:
-            endpoints = Endpoints(session, settings.metrics_port)
-            await endpoints.wait_for("/readyz", 200)
-            # When PostgreSQL stops, /readyz says 503 (and /healthz still 200)
-            await asyncio.to_thread(own_postgres.stop)
-            assert "database" in await endpoints.wait_for("/readyz", 503, within=15)
-            assert (await endpoints.status("/healthz"))[0] == 200
-            # And when it is back, 200 again, without a restart
-            await asyncio.to_thread(own_postgres.start)
-            await endpoints.wait_for("/readyz", 200, within=30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    async with running_service(settings) as endpoints:
+        # When PostgreSQL stops, /readyz says 503 (and /healthz still 200)
+        await asyncio.to_thread(own_postgres.stop)
+        assert "database" in await endpoints.wait_for("/readyz", 503, within=15)
+        assert (await endpoints.status("/healthz"))[0] == 200
+        # And when it is back, 200 again, without a restart
+        await asyncio.to_thread(own_postgres.start)
+        await endpoints.wait_for("/readyz", 200, within=30)

@@ -3,17 +3,24 @@ Dockerfile parser (instructions with their continuation lines joined, split into
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 K8S = ROOT / "deploy" / "k8s"
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+# deploy/k8s/overlays/<name>: each renders to a complete set of objects to apply.
+OVERLAYS = ("service", "batch", "sidecar")
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
@@ -45,6 +52,32 @@ def yaml_documents(path: Path) -> list[dict[str, Any]]:
 def yaml_document(path: Path) -> dict[str, Any]:
     (document,) = yaml_documents(path)
     return document
+
+
+def tool(name: str) -> str:
+    """The path of a command-line tool (the venv's copy first: `make` puts promtool there),
+    or a skip naming what is missing where it is not installed."""
+    local = ROOT / ".venv" / "bin" / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if found is None:  # at collection time (parametrized tests) this skips the module
+        pytest.skip(
+            f"{name} is not installed: tests that need it are skipped", allow_module_level=True
+        )
+    return found
+
+
+def run_tool(*command: str) -> str:
+    """Run a tool; its output, or a failure that shows it."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """The objects `kubectl kustomize deploy/k8s/overlays/<overlay>` renders."""
+    output = run_tool(tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay))
+    return tuple(document for document in yaml.load_all(output, StrictLoader) if document)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""deploy/k8s: every built-in manifest valid for current Kubernetes (kubernetes-validate,
-strict), the KEDA objects valid against KEDA's own CRD schemas (vendored in tests/data),
-and the files consistent with each other, the Dockerfile and the service's settings."""
+"""deploy/k8s: each overlay rendered by `kubectl kustomize`, every built-in object valid for
+current Kubernetes (kubernetes-validate, strict), the KEDA and prometheus-operator objects
+valid against their own CRD schemas (vendored in tests/data), and the objects consistent
+with each other, the Dockerfile, the rules and the service's settings."""
 
 from __future__ import annotations
 
@@ -21,19 +22,33 @@ from tests.unit.deploy_files import (
     DATA,
     DEFAULT_SHUTDOWN_TIMEOUT,
     K8S,
+    OVERLAYS,
+    PROMETHEUS,
     dockerfile,
     env_values,
+    rendered,
     yaml_document,
-    yaml_documents,
 )
 
-# The oldest Kubernetes these manifests are meant for, and the newest the installed
-# kubernetes-validate knows.
+# The oldest Kubernetes these manifests are meant for (native sidecars need 1.29, the
+# Job's podFailurePolicy is on by default from 1.26), and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = sorted({"1.30", major_minor(kubernetes_validate.latest_version())})
-KEDA_CRDS = {
-    "ScaledObject": "keda.sh_scaledobjects.yaml",
-    "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
+# Custom resources: the vendored CRD and the version of it the manifests use.
+CRDS = {
+    "ScaledObject": ("keda.sh_scaledobjects.yaml", "v1alpha1"),
+    "TriggerAuthentication": ("keda.sh_triggerauthentications.yaml", "v1alpha1"),
+    "PodMonitor": ("monitoring.coreos.com_podmonitors.yaml", "v1"),
+    "PrometheusRule": ("monitoring.coreos.com_prometheusrules.yaml", "v1"),
 }
+# What each overlay must render, beyond the base (ServiceAccount, ConfigMap, NetworkPolicy)
+# and the monitoring component (PodMonitor, PrometheusRule).
+OVERLAY_KINDS = {
+    "service": {"Deployment", "Service", "PodDisruptionBudget", "ScaledObject"}
+    | {"TriggerAuthentication"},
+    "batch": {"CronJob"},
+    "sidecar": {"Deployment"},
+}
+SHARED_KINDS = {"ServiceAccount", "ConfigMap", "NetworkPolicy", "PodMonitor", "PrometheusRule"}
 # Trigger metadata is a free map of strings in the CRD; these are the aws-sqs-queue
 # scaler's parameters (KEDA 2.x docs), so a misspelt one fails here instead of being ignored.
 SQS_SCALER_PARAMETERS = {
@@ -49,60 +64,75 @@ SQS_SCALER_PARAMETERS = {
 SECRET_SETTINGS = {"INGESTOR_DATABASE_URL", "INGESTOR_HMAC_KEY"}
 # Settings of the metrics server, which this checkout's Settings may not know yet.
 METRICS_SETTINGS = {"INGESTOR_METRICS_PORT", "INGESTOR_METRICS_HOST"}
-
-MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
-
-
-def documents() -> list[tuple[Path, dict[str, Any]]]:
-    return [(path, document) for path in MANIFESTS for document in yaml_documents(path)]
+# Exit codes of `run --drain` (PRODUCT.md section 5).
+EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE = 2, 3
+CONTAINER = "ingestor"
 
 
-def builtin() -> list[tuple[Path, dict[str, Any]]]:
-    return [(p, d) for p, d in documents() if not d["apiVersion"].startswith("keda.sh/")]
+def all_objects() -> list[tuple[str, dict[str, Any]]]:
+    return [(overlay, obj) for overlay in OVERLAYS for obj in rendered(overlay)]
 
 
-def one(kind: str) -> dict[str, Any]:
-    (found,) = [document for _, document in documents() if document["kind"] == kind]
+def object_id(item: tuple[str, dict[str, Any]]) -> str:
+    overlay, obj = item
+    return f"{overlay}:{obj['kind']}/{obj['metadata']['name']}"
+
+
+def one(overlay: str, kind: str) -> dict[str, Any]:
+    (found,) = [obj for obj in rendered(overlay) if obj["kind"] == kind]
     return found
 
 
-def pod_specs() -> dict[str, dict[str, Any]]:
-    """The pod templates of the Deployment and the CronJob."""
-    deployment, cronjob = one("Deployment"), one("CronJob")
-    return {
-        "Deployment": deployment["spec"]["template"]["spec"],
-        "CronJob": cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-    }
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]
+    template: dict[str, Any] = (spec.get("jobTemplate", {}).get("spec") or spec)["template"]
+    return template
 
 
-def container(kind: str) -> dict[str, Any]:
-    (found,) = pod_specs()[kind]["containers"]
+def ingestor_pods(overlay: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(pod template, the ingestor container) of every workload in an overlay that runs it,
+    as a container or as a native sidecar."""
+    found = []
+    for obj in rendered(overlay):
+        if obj["kind"] not in ("Deployment", "CronJob"):
+            continue
+        template = pod_template(obj)
+        spec = template["spec"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            if container["name"] == CONTAINER:
+                found.append((template, container))
     return found
 
 
 def config() -> dict[str, str]:
-    data: dict[str, str] = one("ConfigMap")["data"]
+    data: dict[str, str] = yaml_document(K8S / "base" / "configmap.yaml")["data"]
     return data
 
 
 def trigger() -> dict[str, Any]:
-    (found,) = one("ScaledObject")["spec"]["triggers"]
+    (found,) = one("service", "ScaledObject")["spec"]["triggers"]
     return found
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
 
 
 # --- schemas ----------------------------------------------------------------------------
 
 
+def builtin() -> list[tuple[str, dict[str, Any]]]:
+    return [item for item in all_objects() if item[1]["kind"] not in CRDS]
+
+
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize(
-    ("path", "document"), builtin(), ids=[f"{p.name}:{d['kind']}" for p, d in builtin()]
-)
-def test_builtin_manifest_is_valid(path: Path, document: dict[str, Any], version: str) -> None:
-    kubernetes_validate.validate(document, version, strict=True)
+@pytest.mark.parametrize("item", builtin(), ids=object_id)
+def test_builtin_object_is_valid(item: tuple[str, dict[str, Any]], version: str) -> None:
+    kubernetes_validate.validate(item[1], version, strict=True)
 
 
 def test_strict_validation_catches_unknown_fields() -> None:
-    deployment = copy.deepcopy(one("Deployment"))
+    deployment = copy.deepcopy(one("service", "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["prot"] = 1
     with pytest.raises(kubernetes_validate.ValidationError, match="prot"):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
@@ -126,136 +156,197 @@ def closed(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
-    crd = yaml_document(DATA / KEDA_CRDS[kind])
+    filename, version_name = CRDS[kind]
+    crd = yaml_document(DATA / filename)
     assert crd["spec"]["names"]["kind"] == kind
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == version_name]
     return jsonschema.Draft7Validator(closed(version["schema"]["openAPIV3Schema"]))
 
 
 def crd_errors(document: dict[str, Any]) -> list[str]:
-    validator = crd_validator(document["kind"])
+    kind = document["kind"]
+    group = yaml_document(DATA / CRDS[kind][0])["spec"]["group"]
+    assert document["apiVersion"] == f"{group}/{CRDS[kind][1]}"
     return [
         f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
-        for error in validator.iter_errors(document)
+        for error in crd_validator(kind).iter_errors(document)
     ]
 
 
-@pytest.mark.parametrize("kind", sorted(KEDA_CRDS))
-def test_keda_object_matches_the_crd(kind: str) -> None:
-    document = one(kind)
-    assert document["apiVersion"] == "keda.sh/v1alpha1"
-    assert crd_errors(document) == []
+def custom() -> list[tuple[str, dict[str, Any]]]:
+    return [item for item in all_objects() if item[1]["kind"] in CRDS]
 
 
-def test_keda_schema_catches_mistakes() -> None:
-    scaled = copy.deepcopy(one("ScaledObject"))
+@pytest.mark.parametrize("item", custom(), ids=object_id)
+def test_custom_resource_matches_its_crd(item: tuple[str, dict[str, Any]]) -> None:
+    assert crd_errors(item[1]) == []
+
+
+def test_every_vendored_crd_is_used() -> None:
+    assert {obj["kind"] for _, obj in custom()} == set(CRDS)
+
+
+def test_crd_schemas_catch_mistakes() -> None:
+    scaled = copy.deepcopy(one("service", "ScaledObject"))
     scaled["spec"]["minReplicas"] = 1  # not a field: minReplicaCount
     scaled["spec"]["triggers"][0]["metadata"]["queueLength"] = 10_000  # must be a string
     found = crd_errors(scaled)
     assert any("minReplicas" in error for error in found), found
     assert any("queueLength" in error for error in found), found
-    auth = copy.deepcopy(one("TriggerAuthentication"))
+    auth = copy.deepcopy(one("service", "TriggerAuthentication"))
     auth["spec"]["podIdentity"]["provider"] = "aws-kiam"  # removed from KEDA
     assert crd_errors(auth)
+    monitor = copy.deepcopy(one("service", "PodMonitor"))
+    monitor["spec"]["podMetricsEndpoints"][0]["portName"] = "metrics"  # not a field: port
+    monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "rename"
+    found = crd_errors(monitor)
+    assert any("portName" in error for error in found), found
+    assert any("action" in error for error in found), found
+    rule = copy.deepcopy(one("service", "PrometheusRule"))
+    rule["spec"]["groups"][1]["rules"][0]["for"] = "ten minutes"  # not a duration
+    assert any("for" in error for error in crd_errors(rule))
 
 
 def test_scaledobject_rules_beyond_the_schema() -> None:
-    spec = one("ScaledObject")["spec"]
+    spec = one("service", "ScaledObject")["spec"]
     # The CRD's CEL rule, which JSON Schema cannot express.
     assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)
     assert trigger()["type"] == "aws-sqs-queue"
     assert set(trigger()["metadata"]) <= SQS_SCALER_PARAMETERS
 
 
-# --- consistency -------------------------------------------------------------------------
+# --- what each overlay holds -------------------------------------------------------------
 
 
-def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
-    kustomization = yaml_document(K8S / "kustomization.yaml")
-    listed = kustomization["resources"]
-    assert len(listed) == len(set(listed))
-    assert set(listed) == {p.name for p in MANIFESTS} - {"secret.example.yaml"}
-    images = {image["name"] for image in kustomization.get("images", [])}
-    assert images == {container(kind)["image"].rsplit(":", 1)[0] for kind in pod_specs()}
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_the_base_its_workload_and_monitoring(overlay: str) -> None:
+    kinds = [obj["kind"] for obj in rendered(overlay)]
+    assert len(kinds) == len(set(kinds)), kinds
+    assert set(kinds) == SHARED_KINDS | OVERLAY_KINDS[overlay]
+    assert ingestor_pods(overlay), "no pod runs the ingestor"
 
 
 def test_every_manifest_says_why() -> None:
-    for path in [*MANIFESTS, K8S / "kustomization.yaml"]:
-        assert path.read_text(encoding="utf-8").startswith("#"), f"{path.name}: no comment"
+    for path in sorted(K8S.rglob("*.yaml")):
+        assert path.read_text(encoding="utf-8").startswith("#"), f"{path}: no comment"
 
 
-def test_probes_and_scraping_use_the_metrics_port() -> None:
-    deployment = one("Deployment")
-    main = container("Deployment")
-    ports = {port["name"]: port["containerPort"] for port in main["ports"]}
+def test_the_example_secret_is_never_applied() -> None:
+    for overlay in OVERLAYS:
+        assert "Secret" not in {obj["kind"] for obj in rendered(overlay)}
+
+
+def test_one_image_for_every_ingestor_container() -> None:
+    (image,) = yaml_document(K8S / "components" / "image" / "kustomization.yaml")["images"]
+    expected = f"{image['newName']}:{image['newTag']}"
+    for overlay in OVERLAYS:
+        for _, container in ingestor_pods(overlay):
+            assert container["image"] == expected, overlay
+
+
+# --- the ingestor's pods -----------------------------------------------------------------
+
+
+def pods() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [(o, t, c) for o in OVERLAYS for t, c in ingestor_pods(o)]
+
+
+def test_metrics_port_is_the_configured_one_everywhere() -> None:
     port = int(config()["INGESTOR_METRICS_PORT"])
-    assert ports == {"metrics": port}
     assert env_values(dockerfile()[-1])["INGESTOR_METRICS_PORT"] == str(port)
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        request = main[probe]["httpGet"]
-        assert request["path"] == path
-        assert request["port"] in ("metrics", port)
-    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(port)
-    assert annotations["prometheus.io/path"] == "/metrics"
+    for overlay, _, container in pods():
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"metrics": port}, overlay
+
+
+def test_probes_use_the_metrics_port() -> None:
+    expected = {
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+        "startupProbe": "/healthz",
+    }
+    for overlay, _, container in pods():
+        for probe, path in expected.items():
+            if probe in container:
+                assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, overlay
+    (service,) = ingestor_pods("service")
+    assert {"livenessProbe", "readinessProbe"} <= set(service[1])
 
 
 def test_grace_period_exceeds_the_shutdown_timeout() -> None:
     timeout = float(config().get("INGESTOR_SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT))
-    for kind, spec in pod_specs().items():
-        assert spec["terminationGracePeriodSeconds"] > timeout, kind
+    for overlay, template, _ in pods():
+        assert template["spec"]["terminationGracePeriodSeconds"] > timeout, overlay
 
 
-def test_pods_run_locked_down_as_the_image_user() -> None:
+def test_pods_run_locked_down_as_the_image_user_without_an_api_token() -> None:
     user = next(i for i in reversed(dockerfile()[-1]) if i.keyword == "USER").arguments
     uid = int(user.split(":")[0])
-    for kind, spec in pod_specs().items():
-        assert spec["securityContext"]["runAsNonRoot"] is True, kind
-        assert spec["securityContext"]["runAsUser"] == uid, kind
-        assert spec["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
-        context = container(kind)["securityContext"]
-        assert context["readOnlyRootFilesystem"] is True, kind
-        assert context["allowPrivilegeEscalation"] is False, kind
-        assert context["capabilities"]["drop"] == ["ALL"], kind
-        resources = container(kind)["resources"]
-        assert {"cpu", "memory"} <= set(resources["requests"]), kind
-        assert "memory" in resources["limits"], kind
+    for overlay, template, container in pods():
+        spec = template["spec"]
+        merged = {**spec.get("securityContext", {}), **container["securityContext"]}
+        assert merged["runAsNonRoot"] is True, overlay
+        assert merged["runAsUser"] == uid, overlay
+        assert merged["seccompProfile"] == {"type": "RuntimeDefault"}, overlay
+        assert merged["allowPrivilegeEscalation"] is False, overlay
+        assert merged["readOnlyRootFilesystem"] is True, overlay
+        assert merged["capabilities"] == {"drop": ["ALL"]}, overlay
+        assert spec["serviceAccountName"] == one(overlay, "ServiceAccount")["metadata"]["name"]
+        assert spec["automountServiceAccountToken"] is False, overlay
+        assert container["resources"]["requests"], overlay
+        assert container["resources"]["limits"]["memory"], overlay
+    assert one("service", "ServiceAccount")["automountServiceAccountToken"] is False
 
 
-def test_pods_read_the_configmap_and_the_secret() -> None:
-    secret = yaml_document(K8S / "secret.example.yaml")
-    for kind in pod_specs():
-        sources = container(kind)["envFrom"]
+def test_the_only_writable_path_is_a_small_tmp() -> None:
+    for overlay, template, container in pods():
+        (mount,) = container["volumeMounts"]
+        assert mount["mountPath"] == "/tmp", overlay
+        (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == mount["name"]]
+        assert volume["emptyDir"]["sizeLimit"], overlay
+
+
+def test_settings_come_from_the_configmap_and_the_secret() -> None:
+    secret = yaml_document(K8S / "base" / "secret.example.yaml")
+    for overlay, _, container in pods():
+        sources = container["envFrom"]
         assert {s["configMapRef"]["name"] for s in sources if "configMapRef" in s} == {
-            one("ConfigMap")["metadata"]["name"]
+            one(overlay, "ConfigMap")["metadata"]["name"]
         }
         assert {s["secretRef"]["name"] for s in sources if "secretRef" in s} == {
             secret["metadata"]["name"]
         }
-    assert container("Deployment")["image"] == container("CronJob")["image"]
+
+
+# --- service overlay ---------------------------------------------------------------------
 
 
 def test_scaledobject_scales_the_deployment_with_irsa() -> None:
-    target = one("ScaledObject")["spec"]["scaleTargetRef"]
+    deployment = one("service", "Deployment")
+    target = one("service", "ScaledObject")["spec"]["scaleTargetRef"]
     assert target.get("kind", "Deployment") == "Deployment"
     assert target.get("apiVersion", "apps/v1") == "apps/v1"
-    assert target["name"] == one("Deployment")["metadata"]["name"]
-    assert "replicas" not in one("Deployment")["spec"], "KEDA owns the replica count"
-    auth = one("TriggerAuthentication")
+    assert target["name"] == deployment["metadata"]["name"]
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    auth = one("service", "TriggerAuthentication")
     assert trigger()["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert auth["spec"]["podIdentity"]["provider"] == "aws"
-    role = one("ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role), role
+    role = one("service", "ServiceAccount")["metadata"]["annotations"]
+    assert re.fullmatch(
+        r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role["eks.amazonaws.com/role-arn"]
+    )
 
 
-def test_scaler_reads_the_service_queue() -> None:
+def test_scaler_reads_the_queue_named_once() -> None:
     metadata = trigger()["metadata"]
     queue_url = config()["INGESTOR_QUEUE_URL"]
     assert metadata["queueURL"] == queue_url
     region = re.fullmatch(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/\d{12}/[\w-]+", queue_url)
     assert region, queue_url
     assert metadata["awsRegion"] == config()["AWS_REGION"] == region[1]
+    # Named in base/configmap.yaml only: the overlay's replacements copy it.
+    holders = [p for p in K8S.rglob("*.yaml") if queue_url in p.read_text(encoding="utf-8")]
+    assert holders == [K8S / "base" / "configmap.yaml"], holders
 
 
 def test_scaling_target_covers_what_one_pod_holds() -> None:
@@ -273,27 +364,133 @@ def test_scaling_target_covers_what_one_pod_holds() -> None:
     assert int(metadata["activationQueueLength"]) == 0
 
 
-def test_cronjob_runs_the_drain_mode_once_at_a_time() -> None:
-    cronjob = one("CronJob")
-    assert container("CronJob")["args"][:2] == ["run", "--drain"]
-    assert container("Deployment")["args"] == ["run"]
+def test_pdb_and_service_cover_the_service_pods() -> None:
+    labels = pod_template(one("service", "Deployment"))["metadata"]["labels"]
+    pdb = one("service", "PodDisruptionBudget")["spec"]
+    assert matches(pdb["selector"]["matchLabels"], labels)
+    assert "maxUnavailable" in pdb
+    service = one("service", "Service")["spec"]
+    assert matches(service["selector"], labels)
+    assert service["clusterIP"] == "None"
+    assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [
+        (int(config()["INGESTOR_METRICS_PORT"]), "metrics")
+    ]
+
+
+# --- batch overlay -----------------------------------------------------------------------
+
+
+def test_cronjob_runs_the_drain_once_at_a_time() -> None:
+    cronjob = one("batch", "CronJob")
+    (service,) = ingestor_pods("service")
+    ((template, container),) = ingestor_pods("batch")
+    assert container["args"][:2] == ["run", "--drain"]
+    assert service[1]["args"] == ["run"]
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert not cronjob["spec"].get("suspend", False)
     job = cronjob["spec"]["jobTemplate"]["spec"]
     assert job["activeDeadlineSeconds"] > 0
-    assert job["backoffLimit"] >= 1
-    assert pod_specs()["CronJob"]["restartPolicy"] in ("Never", "OnFailure")
     minute, hour = cronjob["spec"]["schedule"].split()[:2]
     if minute.isdigit() and hour == "*":  # hourly: a run ends before the next one is due
         assert job["activeDeadlineSeconds"] < 3600
+    assert template["spec"]["restartPolicy"] == "Never"  # required by podFailurePolicy
 
 
-def test_pdb_covers_the_service_pods_only() -> None:
-    selector = one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
-    service_labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
-    drain_labels = one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
-    assert selector.items() <= service_labels.items()
-    assert not selector.items() <= drain_labels["labels"].items()
-    assert "maxUnavailable" in one("PodDisruptionBudget")["spec"]
+def failure_action(job: dict[str, Any], exit_code: int | None, condition: str = "") -> str:
+    """What the Job's podFailurePolicy does with a pod that failed so: the first rule that
+    matches, as the Job controller picks it; "Count" when none does."""
+    for rule in job["podFailurePolicy"]["rules"]:
+        codes = rule.get("onExitCodes")
+        if codes and exit_code is not None and codes.get("containerName") in (None, CONTAINER):
+            hit = exit_code in codes["values"]
+            if hit == (codes["operator"] == "In"):
+                return str(rule["action"])
+        for pattern in rule.get("onPodConditions", []):
+            if pattern["type"] == condition and pattern.get("status", "True") == "True":
+                return str(rule["action"])
+    return "Count"
+
+
+def test_cronjob_failure_policy_follows_the_exit_codes() -> None:
+    job = one("batch", "CronJob")["spec"]["jobTemplate"]["spec"]
+    # A bad setting is never retried.
+    assert failure_action(job, EXIT_CONFIG) == "FailJob"
+    # An incomplete drain runs again, within the retry budget.
+    assert failure_action(job, EXIT_DRAIN_INCOMPLETE) == "Count"
+    assert job["backoffLimit"] >= 1
+    # An evicted pod (node drain) does not use up that budget, whatever it exited with.
+    assert failure_action(job, None, "DisruptionTarget") == "Ignore"
+    # A runtime failure is retried like an incomplete drain.
+    assert failure_action(job, 1) == "Count"
+
+
+# --- sidecar overlay ---------------------------------------------------------------------
+
+
+def test_sidecar_is_a_native_sidecar_beside_the_application() -> None:
+    ((template, sidecar),) = ingestor_pods("sidecar")
+    spec = template["spec"]
+    assert sidecar in spec["initContainers"]
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["args"] == ["run"]
+    applications = [c["name"] for c in spec["containers"]]
+    assert applications
+    assert CONTAINER not in applications
+    # Its own probes: it starts before the application, is restarted on its own, and
+    # does not take the application's pod out of its Service.
+    assert {"startupProbe", "livenessProbe"} <= set(sidecar)
+    assert "readinessProbe" not in sidecar
+    # Only the sidecar gets the AWS role.
+    skipped = template["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"]
+    assert set(skipped.split(",")) == set(applications)
+
+
+# --- scraping and inbound traffic ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_podmonitor_scrapes_every_ingestor_pod_as_job_ingestor(overlay: str) -> None:
+    monitor = one(overlay, "PodMonitor")["spec"]
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    for template, container in ingestor_pods(overlay):
+        assert matches(monitor["selector"]["matchLabels"], template["metadata"]["labels"])
+        assert endpoint["port"] in {p["name"] for p in container["ports"]}
+    # The job the rules' IngestorNotReady looks for.
+    (relabel,) = [r for r in endpoint["relabelings"] if r.get("targetLabel") == "job"]
+    rules = (PROMETHEUS / "rules.yaml").read_text(encoding="utf-8")
+    assert f'up{{job="{relabel["replacement"]}"}}' in rules
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_networkpolicy_admits_only_the_scraper_to_the_metrics_port(overlay: str) -> None:
+    policy = one(overlay, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    for template, _ in ingestor_pods(overlay):
+        assert matches(policy["podSelector"]["matchLabels"], template["metadata"]["labels"])
+    port = int(config()["INGESTOR_METRICS_PORT"])
+    to_metrics = [rule for rule in policy["ingress"] if port in {p["port"] for p in rule["ports"]}]
+    (scraper,) = to_metrics
+    assert scraper["ports"] == [{"protocol": "TCP", "port": port}]
+    (source,) = scraper["from"]
+    assert source["namespaceSelector"]["matchLabels"]
+    assert source["podSelector"]["matchLabels"]
+    # Any other rule (the sidecar's application) names its ports (the metrics one is above).
+    for rule in policy["ingress"]:
+        assert rule.get("ports"), f"{overlay}: a rule that opens every port"
+
+
+def test_pods_keep_the_annotations_of_annotation_based_scraping() -> None:
+    port = config()["INGESTOR_METRICS_PORT"]
+    for overlay in ("service", "batch"):
+        ((template, _),) = ingestor_pods(overlay)
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == port
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+# --- settings ----------------------------------------------------------------------------
 
 
 def test_configmap_holds_valid_non_secret_settings(
@@ -316,9 +513,10 @@ def test_configmap_holds_valid_non_secret_settings(
 def test_example_secret_is_refused_by_the_service(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    secret = yaml_document(K8S / "secret.example.yaml")
+    path = K8S / "base" / "secret.example.yaml"
+    secret = yaml_document(path)
     assert set(secret["stringData"]) == SECRET_SETTINGS
-    assert "example" in (K8S / "secret.example.yaml").read_text(encoding="utf-8").lower()
+    assert "example" in path.read_text(encoding="utf-8").lower()
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("INGESTOR_HMAC_KEY", raising=False)
     # The placeholder key is too short on purpose: applied by mistake, nothing starts.

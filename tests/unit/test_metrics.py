@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 import time
 
 import orjson
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+import ingestor
 from ingestor.errors import DatabaseUnavailable, QueueUnavailable
 from ingestor.masking import HmacMasker
 from ingestor.metrics import PrometheusHooks, code_label
 from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
 from ingestor.pipeline import Pipeline, PipelineConfig
+from ingestor.readiness import Readiness
 from ingestor.transform import Transformer
 from tests.fakes import FakeQueue, FakeSink, envelopes
 
@@ -111,3 +116,50 @@ def test_labels_are_codes_and_the_exposition_holds_no_pii() -> None:
     assert value(metrics, "ingestor_messages_rejected_total", reason="invalid_ip") == 2
     assert "203.0.113.77" not in text
     assert "123-45-6789" not in text
+
+
+def exposition(metrics: PrometheusHooks) -> dict[str, set[str]]:
+    """The sample names of /metrics, by family."""
+    return {
+        family.name: {sample.name for sample in family.samples}
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+    }
+
+
+def test_an_exporter_serves_process_python_and_build_metrics() -> None:
+    metrics = PrometheusHooks()
+    metrics.on_received(1)
+    families = exposition(metrics)
+    assert value(metrics, "ingestor_build_info", version=ingestor.__version__) == 1
+    assert value(metrics, "python_info", **python_labels()) == 1
+    assert value(metrics, "python_gc_objects_collected_total", generation="0") >= 0
+    if sys.platform == "linux":  # the process collector reads /proc
+        assert value(metrics, "process_resident_memory_bytes") > 0
+        assert value(metrics, "process_start_time_seconds") > 0
+    samples = {name for names in families.values() for name in names}
+    assert not [name for name in samples if name.endswith("_created")]
+
+
+def python_labels() -> dict[str, str]:
+    info = sys.version_info
+    return {
+        "implementation": platform.python_implementation(),
+        "major": str(info.major),
+        "minor": str(info.minor),
+        "patchlevel": str(info.micro),
+        "version": platform.python_version(),
+    }
+
+
+def test_ready_follows_the_readiness_verdict() -> None:
+    metrics, readiness = PrometheusHooks(), Readiness()
+    metrics.watch_readiness(readiness)
+    assert value(metrics, "ingestor_ready") == 0  # starting
+    readiness.on_state("running")
+    assert value(metrics, "ingestor_ready") == 1
+    readiness.on_retry("write", DatabaseUnavailable("connection refused"), 1, 0.2)
+    assert value(metrics, "ingestor_ready") == 0
+    readiness.on_recovered("write")
+    assert value(metrics, "ingestor_ready") == 1
+    readiness.on_state("draining")
+    assert value(metrics, "ingestor_ready") == 0

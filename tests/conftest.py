@@ -32,6 +32,29 @@ TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
 REGION = "us-east-1"
 
 
+# AWS settings a test's environment must not inherit: each would reroute or re-credential
+# the calls under test.
+AWS_ROUTING = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+)
+
+
+@pytest.fixture
+def example_aws_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS's documented example keys, and none of the settings that reroute calls."""
+    for variable in AWS_ROUTING:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))

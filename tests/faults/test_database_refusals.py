@@ -22,6 +22,7 @@ from ingestor.keys import generate_key_pair, vault_key_id, write_private_key
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
+from tests.cli import drain, ingestor
 from tests.conftest import service_env
 from tests.faults.conftest import check_invariant, record
 from tests.integration.helpers import find_plaintext, plaintext_pii
@@ -39,16 +40,6 @@ END $$;
 CREATE TRIGGER no_banned_devices BEFORE INSERT OR UPDATE ON user_logins
     FOR EACH ROW EXECUTE FUNCTION no_banned_devices();
 """
-
-
-async def drain(env: dict[str, str], *args: str, within: float = 180) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingestor", *(args or ("run", "--drain")), env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(process.communicate(), within)
-    assert process.returncode is not None
-    return process.returncode, stderr.decode()
 
 
 async def test_a_trigger_that_refuses_one_row_isolates_that_row_whatever_its_sqlstate(
@@ -136,10 +127,10 @@ async def test_at_one_message_per_batch_the_breaker_trips_too_and_replay_restore
     key_file = tmp_path / "vault.key"
     private, public = generate_key_pair()
     write_private_key(key_file, private, vault_key_id(public))
-    code, logs = await drain(
+    replay = await ingestor(
         env, "rejects", "replay", "--reason", "db_23502", "--private-key-file", str(key_file)
     )
-    assert code == 0, logs[-2_000:]
+    assert replay.code == 0, replay.err[-2_000:]
     assert await db.fetchval("SELECT count(*) FROM user_logins") == BREAKER_THRESHOLD - 1
     code, logs = await drain({**env, "INGESTOR_DRAIN": "true"})
     assert code == 0, logs[-2_000:]

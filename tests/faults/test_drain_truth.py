@@ -21,21 +21,13 @@ from ingestor.embedded import EmbeddedPostgres
 from ingestor.schema import migrate
 from ingestor.sqs import SqsQueue, create_queue
 from ingestor.synthetic import generate
+from tests.cli import drain
 from tests.conftest import service_env, temporary_queue
 from tests.faultproxy import FaultProxy
 from tests.faults.conftest import check_invariant, fault_settings, record
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
-
-
-async def drain(env: dict[str, str], within: float = 120) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingestor", "run", "--drain", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), within)
-    assert process.returncode is not None
-    return process.returncode, stderr.decode()
 
 
 async def hold(queue: SqsQueue, count: int) -> list[str]:

@@ -18,21 +18,12 @@ from ingestor.masking import HmacMasker, canonical_ip
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
+from tests.cli import ingestor
 from tests.conftest import TEST_KEY, service_env
 from tests.faults.conftest import check_invariant
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 OTHER_KEY = "another-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
-
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingestor", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_a_second_run_with_another_key_stops_with_one_line(
@@ -41,12 +32,13 @@ async def test_a_second_run_with_another_key_stops_with_one_line(
     # Given a table loaded under key A
     env = service_env(make_settings())
     await sqs_queue.send([e.body for e in generate(100, seed=91)])
-    assert (await cli(env, "run", "--drain"))[0] == 0
+    assert (await ingestor(env, "run", "--drain")).code == 0
     loaded = await db.fetchval("SELECT count(*) FROM user_logins")
     # When the service starts with key B over the same values
     await sqs_queue.send([e.body for e in generate(100, seed=91)])
     other = {**env, "INGESTOR_HMAC_KEY": OTHER_KEY, "INGESTOR_LOG_LEVEL": "WARNING"}
-    code, _, err = await cli(other, "run", "--drain")
+    ran = await ingestor(other, "run", "--drain")
+    code, err = ran.code, ran.err
     # Then it stops with exit 2 and one line naming both keys, having loaded nothing
     expected = (
         f"INGESTOR_HMAC_KEY: is {mask_key_id(OTHER_KEY.encode())} but user_logins was "
@@ -57,9 +49,9 @@ async def test_a_second_run_with_another_key_stops_with_one_line(
     assert err.strip().splitlines() == [f"ingestor: configuration error: {expected}"]
     assert await db.fetchval("SELECT count(*) FROM user_logins") == loaded
     # And `check` says the same, with exit 2
-    code, out, _ = await cli(other, "check")
-    assert code == 2
-    assert expected in out
+    checked = await ingestor(other, "check")
+    assert checked.code == 2
+    assert expected in checked.out
 
 
 async def test_two_copies_with_different_keys_at_once_never_mix_tokens(
@@ -68,12 +60,13 @@ async def test_two_copies_with_different_keys_at_once_never_mix_tokens(
     events = generate(2_000, seed=92, junk_rate=0)
     sent = await sqs_queue.send([e.body for e in events])
     env = service_env(make_settings())
-    codes = await asyncio.gather(
-        cli(env, "run", "--drain"), cli({**env, "INGESTOR_HMAC_KEY": OTHER_KEY}, "run", "--drain")
+    runs = await asyncio.gather(
+        ingestor(env, "run", "--drain"),
+        ingestor({**env, "INGESTOR_HMAC_KEY": OTHER_KEY}, "run", "--drain"),
     )
     # One of them stops with exit 2; the other loads everything, under its key alone
-    assert sorted(code for code, _, _ in codes) == [0, 2], [err[-500:] for _, _, err in codes]
-    winner = TEST_KEY if codes[0][0] == 0 else OTHER_KEY
+    assert sorted(ran.code for ran in runs) == [0, 2], [ran.err[-500:] for ran in runs]
+    winner = TEST_KEY if runs[0].code == 0 else OTHER_KEY
     masker = HmacMasker(winner.encode())
     ips = {
         masker.mask_ip(canonical_ip(ip))

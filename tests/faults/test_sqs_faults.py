@@ -19,6 +19,7 @@ import pytest_asyncio
 
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
+from tests.cli import drain
 from tests.conftest import service_env
 from tests.faultproxy import HTML_429, HTML_503, Fault, FaultProxy
 from tests.faults.conftest import check_invariant, fault_settings, record
@@ -42,19 +43,24 @@ def proxied_env(database: str, queue: SqsQueue, proxy: FaultProxy, **extra: str)
     return env
 
 
-async def run_cli(env: dict[str, str], *args: str, within: float = 180) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingestor", *args, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), within)
-    assert process.returncode is not None
-    return process.returncode, stderr.decode()
-
-
 def clean(logs: str) -> None:
     """Nothing an operator would read as a crash."""
     assert "Traceback" not in logs
     assert "Task exception was never retrieved" not in logs
+
+
+async def drain_through(
+    fault: Fault, messages: int, seed: int, database: str, queue: SqsQueue, proxy: FaultProxy
+) -> list[str]:
+    """Send `messages`, break SQS's answers with `fault`, and `run --drain` through it:
+    it exits 0, with nothing an operator would read as a crash, and the fault happened."""
+    sent = await queue.send([e.body for e in generate(messages, seed=seed)])
+    proxy.inject(fault)
+    code, logs = await drain(proxied_env(database, queue, proxy))
+    assert sum(proxy.done.values()) > 0, "the fault never happened"
+    assert code == 0, logs[-2_000:]
+    clean(logs)
+    return sent
 
 
 BROKEN_ANSWERS = {
@@ -86,16 +92,11 @@ async def test_a_drain_rides_out_broken_and_throttled_answers(
     proxy: FaultProxy,
     db: asyncpg.Connection,
 ) -> None:
-    # Given 1,500 messages and an SQS that answers a share of every call badly
-    sent = await fault_queue.send([e.body for e in generate(1_500, seed=101)])
-    proxy.inject(BROKEN_ANSWERS[fault])
-    # When `run --drain` runs through it
+    # Given 1,500 messages and an SQS that answers a share of every call badly, when
+    # `run --drain` runs through it, then it retries as an AWS SDK does and exits 0 once
+    # everything is loaded and deleted
     started = time.monotonic()
-    code, logs = await run_cli(proxied_env(database, fault_queue, proxy), "run", "--drain")
-    # Then it retries as an AWS SDK does and exits 0 once everything is loaded and deleted
-    assert sum(proxy.done.values()) > 0, "the fault never happened"
-    assert code == 0, logs[-2_000:]
-    clean(logs)
+    sent = await drain_through(BROKEN_ANSWERS[fault], 1_500, 101, database, fault_queue, proxy)
     await check_invariant(db, fault_queue, sent)
     record(f"SQS: {fault}", 1, len(sent), f"{time.monotonic() - started:.1f}s to drain")
 
@@ -117,16 +118,11 @@ async def test_deletes_under_a_steady_error_rate_leave_nothing_behind(
     db: asyncpg.Connection,
 ) -> None:
     # Given 5,000 messages and a share of DeleteMessageBatch calls failing, some after SQS
-    # already deleted their messages (the retry then finds the receipt handles gone)
-    sent = await fault_queue.send([e.body for e in generate(5_000, seed=102)])
-    proxy.inject(DELETE_FAILURES[fault])
-    # When `run --drain` runs
-    code, logs = await run_cli(proxied_env(database, fault_queue, proxy), "run", "--drain")
-    # Then each failed call is retried on its own (only its failed entries), a handle that
-    # went away because its own delete was accepted counts as deleted, and it exits 0
-    assert sum(proxy.done.values()) > 0, "the fault never happened"
-    assert code == 0, logs[-2_000:]
-    clean(logs)
+    # already deleted their messages (the retry then finds the receipt handles gone), when
+    # `run --drain` runs, then each failed call is retried on its own (only its failed
+    # entries), a handle that went away because its own delete was accepted counts as
+    # deleted, and it exits 0
+    sent = await drain_through(DELETE_FAILURES[fault], 5_000, 102, database, fault_queue, proxy)
     await check_invariant(db, fault_queue, sent)
     # And no delete call re-sent a whole batch's worth of calls (about 5,000 / 10 calls,
     # plus one retry per failed call)
@@ -172,7 +168,7 @@ async def test_a_stop_while_long_polls_are_answered_hands_their_messages_back(
         depths = await queue_counts(queue)
         assert depths == (len(sent) - committed, 0)
         # And a drain loads the rest
-        code, logs = await run_cli({**env, "INGESTOR_DRAIN": "true"}, "run", "--drain", within=120)
+        code, logs = await drain({**env, "INGESTOR_DRAIN": "true"}, within=120)
         assert code == 0, logs[-2_000:]
         await check_invariant(db, queue, sent)
     record("SQS: SIGTERM while 16 long polls are answered", 2, len(sent), "handed back at once")

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from ingestor.errors import QueueUnavailable
 from ingestor.service import open_queue
 from ingestor.settings import Settings
+from tests.conftest import TEST_KEY
 
 ACCOUNT = "123456789012"
 # (environment, region, the endpoint any AWS SDK resolves for it)
@@ -50,17 +51,13 @@ class Sent:
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
+def sent(monkeypatch: pytest.MonkeyPatch, example_aws_keys: None) -> Sent:
     recorder = Sent()
 
     async def request(session: Any, method: str, url: Any, **kwargs: Any) -> Any:
         return await recorder.request(session, method, url, **kwargs)
 
     monkeypatch.setattr(aiohttp.ClientSession, "_request", request)
-    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "AWS_REGION"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     return recorder
 
 
@@ -68,7 +65,7 @@ def settings_for(region: str, client: str) -> Settings:
     return Settings(
         queue_url=f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/logins",
         database_url=SecretStr("postgresql://u@localhost/db"),
-        hmac_key=SecretStr("k" * 32 + "0123456789"),
+        hmac_key=SecretStr(TEST_KEY),
         aws_region=region,
         sqs_client=client,  # type: ignore[arg-type]
     )

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from ingestor.errors import QueueError, QueueUnavailable
 from ingestor.service import open_queue
 from ingestor.settings import Settings
+from tests.conftest import TEST_KEY
 from tests.faultproxy import HTML_429, HTML_503, Fault, FaultProxy
 from tests.sigv4 import signature_problem
 
@@ -105,19 +106,14 @@ def outcome(error: BaseException | None) -> str:
     return f"not mapped: {type(error).__name__}"
 
 
-@pytest.fixture(autouse=True)
-def test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "HTTP_PROXY"):
-        monkeypatch.delenv(variable, raising=False)
+pytestmark = pytest.mark.usefixtures("example_aws_keys")
 
 
 def settings_for(endpoint: str, client: str) -> Settings:
     return Settings(
         queue_url=f"{endpoint}/000000000000/logins",
         database_url=SecretStr("postgresql://u@localhost/db"),
-        hmac_key=SecretStr("k" * 32 + "0123456789"),
+        hmac_key=SecretStr(TEST_KEY),
         sqs_endpoint_url=endpoint,
         aws_region="us-east-1",
         sqs_client=client,  # type: ignore[arg-type]

@@ -122,15 +122,22 @@ def _run(settings: Settings) -> int:
     except DrainIncomplete as error:
         log.warning("drain incomplete: %s", error, extra={"event": "incomplete"})
         return EXIT_INCOMPLETE
+    if live is None:  # on a terminal, the live line's summary is the one
+        log_summary(stats)
+    return EXIT_OK
+
+
+def log_summary(stats: Stats) -> None:
+    """One line at the end of a run; in JSON, every count is a field of it."""
     log.info(
-        "done: received %d, loaded %d (%d replaced a redelivered row), rejected %d",
+        "done: received %d, loaded %d (%d new, %d replaced a redelivered row), rejected %d",
         stats.received,
         stats.loaded,
+        stats.inserted,
         stats.replaced,
         stats.rejected,
-        extra={"event": "summary", "received": stats.received, "loaded": stats.loaded},
+        extra={"event": "summary", **stats.counts()},
     )
-    return EXIT_OK
 
 
 def faster_depth_sampling(settings: Settings) -> Settings:

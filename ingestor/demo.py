@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ingestor.postgres import PostgresSink, connect
 from ingestor.progress import live_progress
 from ingestor.queries import query
 from ingestor.reveal import reveal
+from ingestor.rules import app_version_text
 from ingestor.service import build_masker, open_pool, open_queue, run_migrations, run_service
 from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.sqs import create_queue, sqs_client
@@ -43,10 +45,22 @@ CRASHED_MESSAGES = 100
 
 
 @dataclass(frozen=True)
+class Crashed:
+    """What the simulated crash left behind: messages committed (as rows or as rejects)
+    and not deleted, which SQS delivers again."""
+
+    rows: int
+    rejects: int
+
+    @property
+    def messages(self) -> int:
+        return self.rows + self.rejects
+
+
+@dataclass(frozen=True)
 class DemoRun:
     events: Sequence[SyntheticEvent]
-    seed_seconds: float
-    redelivered: int
+    crashed: Crashed
     drain_seconds: float
     stats: Stats
     remaining: int
@@ -101,11 +115,13 @@ async def _demo(
 ) -> DemoRun:
     started = time.perf_counter()
     settings = await _seed(settings, [event.body for event in events])
-    seed_seconds = time.perf_counter() - started
+    print(seeded_line(events, time.perf_counter() - started), flush=True)
     await run_migrations(settings)
-    redelivered = await crash_after_commit(settings, CRASHED_MESSAGES)
+    crashed = await crash_after_commit(settings, CRASHED_MESSAGES)
+    print(crashed_line(crashed), flush=True)
+    print("  draining the queue with the service ...", flush=True)
     stats = Stats()
-    live = live_progress(sys.stderr)
+    live = live_progress(sys.stderr, summary=False)  # the summary below is the one
     if live is not None:
         settings = faster_depth_sampling(settings)
     started = time.perf_counter()
@@ -115,7 +131,7 @@ async def _demo(
         remaining = (await queue.depths()).visible
     table = await _table_facts(settings)
     vault = await _vault_check(settings, private_key, table["sample"])
-    return DemoRun(events, seed_seconds, redelivered, drain_seconds, stats, remaining, table, vault)
+    return DemoRun(events, crashed, drain_seconds, stats, remaining, table, vault)
 
 
 async def _seed(settings: Settings, bodies: list[str]) -> Settings:
@@ -127,7 +143,7 @@ async def _seed(settings: Settings, bodies: list[str]) -> Settings:
     return settings
 
 
-async def crash_after_commit(settings: Settings, count: int) -> int:
+async def crash_after_commit(settings: Settings, count: int) -> Crashed:
     """Receive about `count` messages, commit them, and "crash" before deleting: their
     visibility is set to 0, as if their timeout had run out, so SQS delivers them again."""
     transformer = Transformer(build_masker(settings))
@@ -142,7 +158,7 @@ async def crash_after_commit(settings: Settings, count: int) -> int:
         rows, rejects = split_outcomes(processed)
         await PostgresSink(pool).write(rows, rejects, vault_entries(processed))
         await Acknowledger(queue).change_visibility([e.receipt_handle for e in received], 0)
-    return len(received)
+    return Crashed(len(rows), len(rejects))
 
 
 async def _table_facts(settings: Settings) -> dict[str, Any]:
@@ -178,23 +194,33 @@ async def _vault_check(
     return VaultCheck(values, opener.key_id, token, ok)
 
 
+def seeded_line(events: Sequence[SyntheticEvent], seconds: float) -> str:
+    junk = sum(1 for e in events if not e.valid)
+    repeats = sum(1 for e in events if e.kind == "repeat")
+    return (
+        f"  seeded {len(events):,} events in {seconds:.1f} s: {len(events) - junk:,} valid "
+        f"({repeats:,} of them the same event sent again as a new message), {junk:,} junk"
+    )
+
+
+def crashed_line(crashed: Crashed) -> str:
+    return (
+        f"  simulated a consumer that crashed after committing {crashed.messages:,} messages "
+        f"({crashed.rows:,} rows, {crashed.rejects:,} rejects) but before deleting them: "
+        "SQS delivers those again"
+    )
+
+
 def render(run: DemoRun) -> str:
     stats, table = run.stats, run.table
-    junk = sum(1 for e in run.events if not e.valid)
-    repeats = sum(1 for e in run.events if e.kind == "repeat")
     rate = stats.received / run.drain_seconds if run.drain_seconds else 0.0
     lines = [
-        f"  seeded {len(run.events):,} events in {run.seed_seconds:.1f} s: "
-        f"{len(run.events) - junk:,} valid ({repeats:,} of them the same event sent again "
-        f"as a new message), {junk:,} junk",
-        f"  simulated a consumer that crashed after committing {run.redelivered:,} messages "
-        "but before deleting them: SQS delivers those again",
         "",
         "Summary",
         f"  received      {stats.received:>8,} messages in {run.drain_seconds:.1f} s "
         f"({rate:,.0f} msg/s)",
-        f"  loaded        {stats.loaded:>8,} rows ({stats.inserted:,} new, "
-        f"{stats.replaced:,} duplicates replaced: redelivered messages overwrote their row)",
+        f"  loaded        {stats.loaded:>8,} rows: {stats.inserted:,} new and "
+        f"{stats.replaced:,} replaced",
         f"  rejected      {stats.rejected:>8,} messages, by reason:",
         *(f"      {code:<24} {n:>6,}" for code, n in stats.reasons.most_common()),
         f"  queue now     {run.remaining:>8,} messages waiting",
@@ -205,10 +231,31 @@ def render(run: DemoRun) -> str:
         f"  rejects       {table['rejects']:>8,} rows in ingestor_rejects",
         *_vault_lines(run.vault),
         "",
-        "Five rows of user_logins:",
+        *_wrapped(duplicates_sentence(run)),
+        "",
+        "Five rows of user_logins (NULL is blank; app_version as its text and its number):",
         *(_row(dict(r)) for r in table["sample"]),
     ]
     return "\n".join(lines)
+
+
+def duplicates_sentence(run: DemoRun) -> str:
+    """Redeliveries, events sent twice and replaced rows, tied together in words a person
+    can check against the lines above."""
+    repeats = sum(1 for e in run.events if e.kind == "repeat")
+    crashed, stats = run.crashed, run.stats
+    return (
+        f"Duplicates: the {crashed.messages:,} redelivered messages came back with the same "
+        f"MessageIds, so each replaced what the crashed consumer had committed: its "
+        f"{crashed.rows:,} rows are the {stats.replaced:,} replaced above and its "
+        f"{crashed.rejects:,} rejects were stored again, once each. The {repeats:,} events "
+        "sent again as new messages have MessageIds of their own: each is a row of its own "
+        "(the table keeps one row per message; analysts count those)."
+    )
+
+
+def _wrapped(text: str, width: int = 88) -> list[str]:
+    return textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="  ")
 
 
 def _vault_lines(vault: VaultCheck | None) -> list[str]:
@@ -224,9 +271,11 @@ def _vault_lines(vault: VaultCheck | None) -> list[str]:
 
 
 def _row(row: dict[str, Any]) -> str:
-    ip = (row["masked_ip"] or "-")[:16]
-    device = (row["masked_device_id"] or "-")[:16]
+    ip = f"{row['masked_ip'][:16]}…" if row["masked_ip"] else ""
+    device = f"{row['masked_device_id'][:16]}…" if row["masked_device_id"] else ""
+    number = row["app_version"]
+    version = "" if number is None else f"{app_version_text(number)} ({number})"
     return (
-        f"  {row['user_id']}  {row['device_type'] or '-':<8} ip {ip}…  device {device}…  "
-        f"{row['locale'] or '-':<4} v{row['app_version']}  {row['create_date']}"
+        f"  {row['user_id']}  {row['device_type'] or '':<8} ip {ip:<17}  device {device:<17}  "
+        f"{row['locale'] or '':<4} {version:<20} {row['create_date']}"
     )

@@ -158,6 +158,23 @@ class Stats(Hooks):
     def loaded(self) -> int:
         return self.inserted + self.replaced
 
+    def counts(self) -> dict[str, object]:
+        """Every count, by name (the fields of a summary log line)."""
+        return {
+            "received": self.received,
+            "loaded": self.loaded,
+            "inserted": self.inserted,
+            "replaced": self.replaced,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.reasons),
+            "deleted": self.deleted,
+            "delete_failures": self.delete_failures,
+            "released": self.released,
+            "extended": self.extended,
+            "batches": self.batches,
+            "write_seconds": round(self.write_seconds, 3),
+        }
+
 
 # One line per state change, saying what it means for someone reading the log.
 STATE_LINES = {

@@ -123,9 +123,11 @@ class ProgressLog(Tally):
 
 @dataclass
 class LiveProgress(Tally):
-    """A line redrawn in place (`\\r`) on a terminal, then a summary line at the end."""
+    """A line redrawn in place (`\\r`) on a terminal, then a summary line at the end
+    (unless `summary` is off: a caller that prints its own)."""
 
     stream: TextIO | None = None
+    summary: bool = True
 
     def __post_init__(self) -> None:
         self._started = self._drawn = self.snapshot()
@@ -160,7 +162,10 @@ class LiveProgress(Tally):
             self._showing = False
 
     def finish(self) -> None:
-        """Replace the live line with a summary."""
+        """Replace the live line with a summary (or with nothing)."""
+        if not self.summary:
+            self.clear()
+            return
         now = self.snapshot()
         seconds = now.at - self._started.at
         summary = (
@@ -189,12 +194,12 @@ class ClearsLiveLine(logging.Filter):
         return True
 
 
-def live_progress(stream: TextIO) -> LiveProgress | None:
+def live_progress(stream: TextIO, *, summary: bool = True) -> LiveProgress | None:
     """A live line on `stream` if it is a terminal (and erased before each log line);
     None otherwise: logs alone cover a service without a person watching."""
     if not stream.isatty():
         return None
-    live = LiveProgress(stream=stream)
+    live = LiveProgress(stream=stream, summary=summary)
     for handler in logging.getLogger().handlers:
         handler.addFilter(ClearsLiveLine(live))
     return live

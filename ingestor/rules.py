@@ -55,6 +55,12 @@ def app_version_number(text: str) -> int:
     return int(major) * 1_000_000 + int(minor or 0) * 1_000 + int(patch or 0)
 
 
+def app_version_text(number: int) -> str:
+    """2003000 -> '2.3.0': the canonical spelling of a stored version ('2.00' and '2' were
+    one version, 2000000, and read back as '2.0.0')."""
+    return f"{number // 1_000_000}.{number // 1_000 % 1_000}.{number % 1_000}"
+
+
 def create_date(sent_timestamp_ms: int) -> dt.date:
     """The UTC date of the message's SQS SentTimestamp (a replay gives the same date)."""
     return _EPOCH + dt.timedelta(days=sent_timestamp_ms // _MS_PER_DAY)

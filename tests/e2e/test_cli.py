@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pty
+import re
 import signal
 import socket
 import subprocess
@@ -47,11 +50,20 @@ def test_demo_runs_on_embedded_servers_and_prints_its_summary() -> None:
     result = ingestor("demo", "--events", "1500", env=clean_env())
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for line in ("seeded 1,500 events", "received", "loaded", "duplicates replaced", "rejected"):
+    # What happened before the drain is said before it, the summary after
+    assert out.index("seeded 1,500 events") < out.index("crashed") < out.index("Summary")
+    for line in ("received", "loaded", "rejected", "msg/s", "queue now            0 messages"):
         assert line in out
-    assert "msg/s" in out
-    assert "Five rows of user_logins:" in out
-    assert "queue now            0 messages waiting" in out
+    # The duplicates sentence can be checked against the counts above it
+    words = " ".join(out.split())
+    replaced = re.search(r"rows: [\d,]+ new and ([\d,]+) replaced", words)
+    tied = re.search(r"its ([\d,]+) rows are the ([\d,]+) replaced above", words)
+    assert replaced is not None
+    assert tied is not None
+    assert tied[1] == tied[2] == replaced[1]
+    # Rows show versions as their text and their number
+    assert "Five rows of user_logins" in out
+    assert re.search(r" \d+\.\d+\.\d+ \(\d+\) ", out)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +135,7 @@ async def test_run_drain_acceptance_2000_valid_50_invalid_100_redelivered(
     junk = [f'{{"foo": "oops_wrong_msg_type", "bar": "{i}"}}' for i in range(50)]
     await sqs_queue.send(valid + junk)
     settings = make_settings()
-    assert await crash_after_commit(settings, 100) == 100
+    assert (await crash_after_commit(settings, 100)).messages == 100
     # When `run --drain` runs as a user would run it
     result = await asyncio.to_thread(ingestor, "run", "--drain", env=service_env(settings))
     # Then it exits 0 with 2,000 rows, 50 rejects and an empty queue
@@ -178,3 +190,49 @@ async def test_sigterm_stops_the_service_cleanly(
     assert await queue_is_empty(sqs_queue)
     assert process.stderr is not None
     assert b"SIGTERM received" in await process.stderr.read()
+
+
+async def test_a_drain_on_a_terminal_prints_one_summary_and_json_logs_carry_every_count(
+    make_settings: Callable[..., Settings], sqs_queue: SqsQueue
+) -> None:
+    await sqs_queue.send([e.body for e in generate(300, seed=6)])
+    env = service_env(make_settings())
+    # On a terminal: the live line, then one summary (not the live one and a log line)
+    leader, follower = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ingestor", "run", "--drain", env=env, stderr=follower
+        )
+        assert await asyncio.wait_for(process.wait(), 120) == 0
+        shown = await asyncio.to_thread(read_all, leader)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    summaries = [line for line in shown.splitlines() if "done" in line and "received" in line]
+    assert len(summaries) == 1, shown
+    # Not on a terminal: one JSON summary line with every count as a field
+    await sqs_queue.send([e.body for e in generate(300, seed=7)])
+    result = await asyncio.to_thread(ingestor, "run", "--drain", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    (summary,) = [line for line in lines if line["event"] == "summary"]
+    assert summary["received"] == 300
+    assert summary["loaded"] + summary["rejected"] == 300
+    for count in ("inserted", "replaced", "rejected_by_reason", "deleted", "delete_failures",
+                  "released", "batches"):  # fmt: skip
+        assert count in summary
+
+
+def read_all(descriptor: int) -> str:
+    """What a terminal showed, once the program writing to it has exited."""
+    chunks = []
+    os.set_blocking(descriptor, False)
+    while True:
+        try:
+            chunk = os.read(descriptor, 65_536)
+        except (BlockingIOError, OSError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")

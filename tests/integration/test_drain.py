@@ -64,7 +64,7 @@ async def test_a_redelivered_message_replaces_its_row(
     events = generate(30, seed=3, junk_rate=0, repeat_rate=0)
     await sqs_queue.send([e.body for e in events])
     settings = make_settings()
-    assert await crash_after_commit(settings, 10) == 10
+    assert (await crash_after_commit(settings, 10)).messages == 10
     assert await db.fetchval("SELECT count(*) FROM user_logins") == 10
     # When the service drains the queue, receiving those 10 a second time
     stats = Stats()

@@ -89,12 +89,22 @@ async def _replay_batch(rows: list[Any], replay: Replay) -> WriteResult:
 
 def _openable(row: Any, replay: Replay) -> Processed | None:
     """The reject processed again; None (left as it is, with a warning) when it is sealed
-    to a key pair whose private key was not given."""
+    to a key pair whose private key was not given, or when its stored form is malformed
+    (a row edited by hand, a body that is not the row it should be)."""
     try:
         return _processed(row, replay)
     except SealedError as error:
-        log.warning("reject left as it is: %s", error, extra={"event": "replay_skipped"})
-        return None
+        problem = str(error)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # The class only: the message of a failed parse may quote the stored text.
+        problem = f"its stored body is malformed ({type(error).__name__})"
+    log.warning(
+        "reject %s left as it is: %s",
+        row["message_id"],
+        problem,
+        extra={"event": "replay_skipped"},
+    )
+    return None
 
 
 def _processed(row: Any, replay: Replay) -> Processed:

@@ -15,7 +15,6 @@ import pytest
 from nacl.bindings import crypto_box_seal_open
 from nacl.exceptions import CryptoError
 
-from ingestor.admin import printable
 from ingestor.errors import ConfigError, RowRejected
 from ingestor.isolation import refused_reject
 from ingestor.keys import (
@@ -31,6 +30,7 @@ from ingestor.keys import (
 from ingestor.masking import HmacMasker, canonical_ip
 from ingestor.models import Envelope, LoginRow, Processed, Rejection
 from ingestor.settings import load_settings
+from ingestor.terminal import printable
 from ingestor.transform import Transformer
 from ingestor.vault import Opener, SealedError, Sealer, VaultingMasker, VaultMemory
 from tests.fakes import SENT_MS

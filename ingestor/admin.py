@@ -19,10 +19,11 @@ from ingestor.keys import (
     public_key_of,
     read_private_key,
     vault_key_id,
+    weak_key_problem,
     write_private_key,
 )
-from ingestor.masking import MIN_KEY_BYTES
-from ingestor.settings import Settings
+from ingestor.settings import DEMO_HMAC_KEY, Settings
+from ingestor.terminal import printable
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -144,16 +145,10 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
     results = _run(settings, lambda c: reveal(c, opener, args.tokens, request))
     for item in results:
         if item.problem is None:
-            print(f"{item.token}\t{item.field}\t{printable(item.value or '')}")
+            print(f"{printable(item.token)}\t{item.field}\t{printable(item.value or '')}")
         else:
-            print(f"{item.token}: {item.problem}", file=sys.stderr)
+            print(f"{printable(item.token)}: {item.problem}", file=sys.stderr)
     return 0 if all(item.problem is None for item in results) else 1
-
-
-def printable(value: str) -> str:
-    """The value with control characters escaped: a device id from a hostile body must
-    not break the tab-separated output or send escape codes to the operator's terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
 
 
 def _forget(settings: Settings, args: argparse.Namespace) -> int:
@@ -181,7 +176,8 @@ def _forget(settings: Settings, args: argparse.Namespace) -> int:
 def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.rekey import rekey  # noqa: PLC0415
 
-    new_key = _new_hmac_key(args.new_hmac_key_env)
+    settings.require_production_key()
+    new_key = _new_hmac_key(settings, args.new_hmac_key_env)
     opener = _opener(args)
     request = _request(args)
     options = {"batch_size": args.batch_size, "accept_unvaulted": args.accept_unvaulted}
@@ -197,10 +193,16 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_hmac_key(variable: str) -> bytes:
+def _new_hmac_key(settings: Settings, variable: str) -> bytes:
+    """The new key, held to the same rules as INGESTOR_HMAC_KEY."""
     value = os.environ.get(variable, "").encode()
-    if len(value) < MIN_KEY_BYTES:
-        raise ConfigError(variable, f"must hold the new HMAC key, at least {MIN_KEY_BYTES} bytes")
+    if not value:
+        raise ConfigError(variable, "must hold the new HMAC key (openssl rand -hex 32)")
+    problem = weak_key_problem(value)
+    if problem is None and value == DEMO_HMAC_KEY.encode() and not settings.allow_demo_key:
+        problem = settings.demo_key_problem()
+    if problem is not None:
+        raise ConfigError(variable, problem)
     return value
 
 
@@ -216,7 +218,8 @@ def _list_rejects(settings: Settings, reason: str | None) -> int:
     counts = _run(settings, lambda c: summary(c, reason))
     print(f"{'reason':<24} {'count':>8} {'replayable':>10}  last rejected")
     for item in counts:
-        print(f"{item.reason_code:<24} {item.count:>8} {item.replayable:>10}  {item.last:%F %T}")
+        code = printable(item.reason_code)
+        print(f"{code:<24} {item.count:>8} {item.replayable:>10}  {item.last:%F %T}")
     if not counts:
         print("no rejects")
     return 0
@@ -229,7 +232,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.transform import Transformer  # noqa: PLC0415
     from ingestor.vault import Sealer, VaultingMasker  # noqa: PLC0415
 
-    settings.require("hmac_key")
+    settings.require_production_key()
     private_key = read_private_key(args.private_key_file[0])
     opener = _opener(args)
     reason = args.reject_reason

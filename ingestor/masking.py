@@ -17,6 +17,7 @@ from typing import Protocol
 IP_DOMAIN = b"ingestor/ip/v1"
 DEVICE_ID_DOMAIN = b"ingestor/device_id/v1"
 BODY_DOMAIN = b"ingestor/reject-body/v1"
+USER_DOMAIN = b"ingestor/user-id/v1"
 MIN_KEY_BYTES = 32
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
@@ -30,6 +31,11 @@ class Masker(Protocol):
     def mask_device_id(self, device_id: str) -> str: ...
 
     def digest_body(self, body: bytes) -> str: ...
+
+    def digest_user(self, user_id: str) -> str:
+        """A keyed digest of a user id: what ties a reject to its user for erasure,
+        without storing who asked to be erased in plaintext."""
+        ...
 
     def seal_body(self, body: bytes) -> tuple[bytes, str] | None:
         """The body sealed to the vault key, and that key's id; None without a vault."""
@@ -57,7 +63,7 @@ def canonical_ip(text: str) -> str:
 class HmacMasker:
     """HMAC-SHA256 tokens under one secret key, one domain per field."""
 
-    __slots__ = ("_body", "_device_id", "_ip")
+    __slots__ = ("_body", "_device_id", "_ip", "_user")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
@@ -67,6 +73,7 @@ class HmacMasker:
         self._ip = _keyed(key, IP_DOMAIN)
         self._device_id = _keyed(key, DEVICE_ID_DOMAIN)
         self._body = _keyed(key, BODY_DOMAIN)
+        self._user = _keyed(key, USER_DOMAIN)
 
     def __repr__(self) -> str:
         return "HmacMasker(key=<hidden>)"
@@ -79,6 +86,9 @@ class HmacMasker:
 
     def digest_body(self, body: bytes) -> str:
         return _token(self._body, body)
+
+    def digest_user(self, user_id: str) -> str:
+        return _token(self._user, user_id.encode("utf-8", "surrogatepass"))
 
     def seal_body(self, body: bytes) -> None:
         return None  # no vault: a body that cannot be redacted is not kept

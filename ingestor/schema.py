@@ -35,6 +35,7 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "reason": "text",
         "pii_tokens": "character varying(256)[]",
         "sealed_body": "bytea",
+        "user_digest": "character varying(64)",
     },
     "pii_vault": {"token": "character varying(256)", "sealed": "bytea"},
     "pii_reveal_audit": {"actor": "text", "tokens": "character varying(256)[]"},

@@ -76,6 +76,9 @@ class VaultingMasker:
     def digest_body(self, body: bytes) -> str:
         return self._masker.digest_body(body)
 
+    def digest_user(self, user_id: str) -> str:
+        return self._masker.digest_user(user_id)
+
     def seal_body(self, body: bytes) -> tuple[bytes, str]:
         return self.sealer.seal(body), self.sealer.key_id
 

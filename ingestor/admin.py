@@ -1,6 +1,6 @@
 """The PII custody commands: `keys generate`, `reveal`, `forget`, `rekey`, `rejects list`,
-`rejects replay`. Each opens one connection, migrates if needed (as the service does), and
-does its work with its audit row."""
+`rejects replay`, `audit verify`. Each opens one connection, migrates if needed (as the
+service does), and does its work with its audit row."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def add_commands(commands: Any) -> None:
     _audit_flags(forget, reason_required=True)
     _add_rekey(commands)
     _add_rejects(commands)
+    audit = commands.add_parser("audit", help="check the audit trail")
+    audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True).add_parser(
+        "verify", help="walk the audit trail's hash chain; exit 1 at a break"
+    )
 
 
 def _add_rekey(commands: Any) -> None:
@@ -74,7 +78,7 @@ def _add_rejects(commands: Any) -> None:
     replay = actions.add_parser("replay", help="run sealed rejects through today's rules")
     replay.add_argument("--reason", dest="reject_reason", help="only this reason code")
     _private_key_flag(replay)
-    replay.add_argument("--actor", help="who replays (default: the OS user)")
+    _actor_flag(replay)
 
 
 def _positive(text: str) -> int:
@@ -117,7 +121,14 @@ def _audit_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> N
         default="HMAC key rotation",
         help="why (recorded in pii_reveal_audit; e.g. the ticket)",
     )
-    parser.add_argument("--actor", help="who (default: the OS user)")
+    _actor_flag(parser)
+
+
+def _actor_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor",
+        help="who you say you are (default: the OS user); recorded beside the database user",
+    )
 
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
@@ -277,10 +288,19 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
     return run_async(session())
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.audit import verify  # noqa: PLC0415
+
+    chain = _run(settings, verify)
+    print(f"audit chain intact: {chain.rows} rows, head {chain.head or '(empty)'}")
+    return 0
+
+
 HANDLERS: dict[str, Handler] = {
     "keys": _generate,
     "reveal": _reveal,
     "forget": _forget,
     "rekey": _rekey,
     "rejects": _rejects,
+    "audit": _audit,
 }

@@ -38,7 +38,13 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "user_digest": "character varying(64)",
     },
     "pii_vault": {"token": "character varying(256)", "sealed": "bytea"},
-    "pii_reveal_audit": {"actor": "text", "tokens": "character varying(256)[]"},
+    "pii_reveal_audit": {
+        "actor": "text",
+        "claimed_actor": "text",
+        "tokens": "character varying(256)[]",
+        "hash": "character varying(64)",
+    },
+    "pii_audit_tokens": {"audit_id": "bigint", "token": "character varying(256)"},
 }
 
 

@@ -172,7 +172,7 @@ async def test_the_custody_commands_end_to_end(
     expect_same(
         lines, [[ip_token, "ip", IP], [device_token, "device_id", DEVICE]], "reveal's output"
     )
-    audit = await db.fetchrow("SELECT actor, action, reason, tokens FROM pii_reveal_audit")
+    audit = await db.fetchrow("SELECT claimed_actor, action, reason, tokens FROM pii_audit_trail")
     assert tuple(audit) == ("e2e", "reveal", "TICKET-7", [ip_token, device_token])
 
     # When another key pair's private key is used

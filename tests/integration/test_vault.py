@@ -210,10 +210,14 @@ async def test_reveal_returns_the_original_values_and_is_audited(
     assert remade == [r.token for r in known]
     everything_sent = plaintext_pii(bodies)
     assert all(r.value in everything_sent for r in known)
-    # And the reveal is on record: who, why, which tokens
-    audit = await db.fetch("SELECT actor, action, reason, tokens, at FROM pii_reveal_audit")
+    # And the reveal is on record: who (the database user, and whom they claimed to be),
+    # why, which tokens
+    audit = await db.fetch(
+        "SELECT actor, claimed_actor, action, reason, tokens, at FROM pii_audit_trail"
+    )
     assert len(audit) == 1
-    assert (audit[0]["actor"], audit[0]["action"], audit[0]["reason"]) == (
+    assert tuple(audit[0])[:4] == (
+        await db.fetchval("SELECT session_user"),
         "alice",
         "reveal",
         "TICKET-1234",
@@ -319,14 +323,12 @@ async def test_forget_by_token_erases_the_value_everywhere(
     assert f"erased on {today}" in str(third.problem)
     # And the erasure is on record, naming the tombstone, not the erased token
     audit = await db.fetchrow(
-        "SELECT actor, reason, tokens FROM pii_reveal_audit WHERE action = 'forget'"
+        "SELECT claimed_actor, reason, tokens FROM pii_audit_trail WHERE action = 'forget'"
     )
     assert tuple(audit) == ("dpo", "DSR-42", [stone])
     # And no audit row names the erased token any more: not the reveal made before the
     # erasure, not the reveal attempted after it
-    named = await db.fetchval(
-        "SELECT count(*) FROM pii_reveal_audit WHERE tokens && ARRAY[$1]::varchar[]", token
-    )
+    named = await db.fetchval("SELECT count(*) FROM pii_audit_tokens WHERE token = $1", token)
     assert named == 0
     # And nothing in the database holds the value
     found = await find_plaintext(db, {IP_X})
@@ -691,7 +693,7 @@ async def test_replay_loads_rows_the_database_refused_once(
     assert await counts(db) == loaded
     # And each run is audited when it starts (so a run cut short is on record) and ends
     audit = await db.fetch(
-        "SELECT actor, detail FROM pii_reveal_audit WHERE action = 'replay' ORDER BY id"
+        "SELECT actor, detail FROM pii_audit_trail WHERE action = 'replay' ORDER BY seq"
     )
     assert [r["detail"] for r in audit] == [
         "start: reason db_23514",

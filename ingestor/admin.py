@@ -114,6 +114,14 @@ def _opener(args: argparse.Namespace) -> Any:
     return Opener(*(read_private_key(path) for path in args.private_key_file))
 
 
+def _checker(settings: Settings) -> Any:
+    """What tells the loader's vault entries from forged ones: the masking key."""
+    from ingestor.vault import Checker  # noqa: PLC0415
+
+    settings.require("hmac_key")
+    return Checker(settings.key_bytes)
+
+
 def _audit_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> None:
     parser.add_argument(
         "--reason",
@@ -153,7 +161,8 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
 
     opener = _opener(args)
     request = _request(args)
-    results = _run(settings, lambda c: reveal(c, opener, args.tokens, request))
+    checker = _checker(settings)
+    results = _run(settings, lambda c: reveal(c, opener, checker, args.tokens, request))
     for item in results:
         if item.problem is None:
             print(f"{printable(item.token)}\t{item.field}\t{printable(item.value or '')}")
@@ -188,11 +197,12 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.rekey import rekey  # noqa: PLC0415
 
     settings.require_production_key()
+    checker = _checker(settings)  # the current key: it vouches for the entries moved
     new_key = _new_hmac_key(settings, args.new_hmac_key_env)
     opener = _opener(args)
     request = _request(args)
     options = {"batch_size": args.batch_size, "accept_unvaulted": args.accept_unvaulted}
-    done = _run(settings, lambda c: rekey(c, opener, new_key, request, **options))
+    done = _run(settings, lambda c: rekey(c, opener, checker, new_key, request, **options))
     print(f"rekeyed {done.values} values: {done.rows} rows, {done.rejects} rejects rewritten")
     if done.unvaulted_rows:
         print(
@@ -201,6 +211,15 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print("now restart the service with the new INGESTOR_HMAC_KEY")
+    if done.refused_entries:
+        print(
+            f"{done.refused_entries} vault entries do not match their tokens (sealed by "
+            "someone with write access to pii_vault, or made with another masking key): "
+            "they and their rows keep their old tokens (in pii_vault, the rows still "
+            "under the old mask_key_id)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -24,7 +24,6 @@ from ingestor.embedded import embedded_postgres, embedded_sqs
 from ingestor.hooks import HookChain, Stats
 from ingestor.keys import generate_key_pair, public_key_of
 from ingestor.logs import configure
-from ingestor.masking import HmacMasker
 from ingestor.models import Envelope
 from ingestor.postgres import PostgresSink, connect
 from ingestor.progress import live_progress
@@ -35,7 +34,7 @@ from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.sqs import create_queue, sqs_client
 from ingestor.synthetic import SyntheticEvent, generate
 from ingestor.transform import Transformer
-from ingestor.vault import Opener
+from ingestor.vault import Checker, Opener
 from ingestor.writer import split_outcomes, vault_entries
 
 CRASHED_MESSAGES = 100
@@ -166,15 +165,13 @@ async def _vault_check(
     connection = await connect(settings.dsn)
     try:
         request = Request("demo", "make run: showing an audited recovery")
-        revealed = (await reveal(connection, opener, [token], request))[0]
+        checker = Checker(settings.key_bytes)
+        revealed = (await reveal(connection, opener, checker, [token], request))[0]
         values = int(await connection.fetchval(query("demo_vault_size")))
     finally:
         await connection.close()
-    ok = (
-        revealed.value is not None
-        and HmacMasker(settings.key_bytes).mask_ip(revealed.value) == token
-    )
-    return VaultCheck(values, opener.key_id, token, ok)
+    # reveal shows a value only when it masks back to its token
+    return VaultCheck(values, opener.key_id, token, revealed.problem is None)
 
 
 def render(run: DemoRun) -> str:

@@ -25,7 +25,7 @@ from ingestor.isolation import Batch, Sink, write_isolating
 from ingestor.models import Envelope, LoginRow, Processed, WriteResult
 from ingestor.queries import query
 from ingestor.transform import Transformer
-from ingestor.vault import Opener, SealedError
+from ingestor.vault import EntryRefused, Opener, SealedError
 from ingestor.writer import split_outcomes, vault_entries
 
 log = logging.getLogger("ingestor")
@@ -115,5 +115,9 @@ def _processed(row: Any, replay: Replay) -> Processed:
         login = LoginRow(**fields)
         return Processed(row["message_id"], "", login, sent_ms, row["receive_count"])
     body = replay.opener.open(row["sealed_body"], row["key_id"])
+    # The keyed digest the loader stored beside it vouches for the sealed body: anyone who
+    # can write to ingestor_rejects can seal a body of their own to the public key.
+    if replay.transformer.digest(body) != row["body_digest"]:
+        raise EntryRefused("its sealed body does not match its digest (sealed by someone else?)")
     envelope = Envelope(row["message_id"], "", body, sent_ms, row["receive_count"])
     return replay.transformer.process(envelope)

@@ -33,7 +33,7 @@ from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
 from ingestor.tokens import TOMBSTONE_PREFIX
 from ingestor.transform import Transformer
-from ingestor.vault import Opener, Sealer, VaultingMasker
+from ingestor.vault import Checker, Opener, Sealer, VaultingMasker
 from ingestor.writer import split_outcomes, vault_entries
 from tests.conftest import TEST_KEY, _create_database, _drop_database, with_database
 from tests.fakes import SENT_MS
@@ -82,6 +82,7 @@ def keys() -> VaultKeys:
 
 
 REQUEST = Request.of("TICKET-1234", "alice")
+CHECK_A = Checker(KEY_A)
 
 
 def event(user_id: str, **fields: Any) -> str:
@@ -188,7 +189,7 @@ async def test_reveal_returns_the_original_values_and_is_audited(
     _, reject_tokens = await tokens_in_tables(db)
     # When every token of the run is revealed (one unknown token among them)
     wanted = [*ip_tokens, *device_tokens, *sorted(reject_tokens), "f" * 64]
-    revealed = await reveal(db, keys.opener, wanted, REQUEST)
+    revealed = await reveal(db, keys.opener, CHECK_A, wanted, REQUEST)
     # Then each comes back in order, with its field and its canonical original value
     assert [r.token for r in revealed] == list(dict.fromkeys(wanted))
     by_token = {r.token: r for r in revealed}
@@ -236,7 +237,7 @@ async def test_no_plaintext_anywhere_not_even_in_bytea(
     bodies = [e.body for e in generate(300, seed=23, junk_rate=0.1, repeat_rate=0.1)]
     await load(make_settings, sqs_queue, keys, bodies)
     tokens = [r["token"] for r in await db.fetch("SELECT token FROM pii_vault LIMIT 5")]
-    await reveal(db, keys.opener, tokens, REQUEST)
+    await reveal(db, keys.opener, CHECK_A, tokens, REQUEST)
     # When every table and column is scanned, bytea as raw bytes and arrays as text
     pii = plaintext_pii(bodies)
     assert len(pii) > 100
@@ -280,7 +281,7 @@ async def test_forget_by_token_erases_the_value_everywhere(
     )
     assert token in await vault_tokens(db)
     # And a custodian revealed it once (the audit trail names the token)
-    (before,) = await reveal(db, keys.opener, [token], REQUEST)
+    (before,) = await reveal(db, keys.opener, CHECK_A, [token], REQUEST)
     assert before.problem is None
     # When that value is forgotten
     erased = await forget(db, [token], Request.of("DSR-42", "dpo"))
@@ -315,7 +316,9 @@ async def test_forget_by_token_erases_the_value_everywhere(
     )
     # And a reveal of the token finds nothing, one of its tombstone says when it was
     # erased, and the other value still opens
-    first, second, third = await reveal(db, keys.opener, [token, device_token, stone], REQUEST)
+    first, second, third = await reveal(
+        db, keys.opener, CHECK_A, [token, device_token, stone], REQUEST
+    )
     assert first.value is None
     assert "not in the vault" in str(first.problem)
     expect_same(second.value, DEVICE_X, "the revealed device id")
@@ -340,7 +343,7 @@ async def test_forget_by_token_erases_the_value_everywhere(
     assert (
         await db.fetchval("SELECT masked_ip FROM user_logins WHERE user_id = 'user-new'") == token
     )
-    (again,) = await reveal(db, keys.opener, [token], REQUEST)
+    (again,) = await reveal(db, keys.opener, CHECK_A, [token], REQUEST)
     expect_same(again.value, IP_X, "the value vaulted again")
 
 
@@ -400,7 +403,7 @@ async def test_forget_by_user_id_erases_every_value_of_the_user(
         f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id <> $1", user
     )
     # And reveal finds none of the tokens; the audit row names the user
-    revealed = await reveal(db, keys.opener, sorted(expected), REQUEST)
+    revealed = await reveal(db, keys.opener, CHECK_A, sorted(expected), REQUEST)
     assert all("not in the vault" in str(r.problem) for r in revealed)
     detail = await db.fetchval("SELECT detail FROM pii_reveal_audit WHERE action = 'forget'")
     assert detail == f"user_id {user}"
@@ -526,7 +529,7 @@ async def test_rekey_gives_what_a_fresh_load_under_the_new_key_gives(
     before = await state(db)
     assert before["rows"] != expected["rows"]
     # When this one is rekeyed from A to B
-    done = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=40)
+    done = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=40)
     # Then rows, rejects and vault tokens are what the fresh load under B holds
     after = await state(db)
     assert after["rows"] == expected["rows"]
@@ -536,7 +539,9 @@ async def test_rekey_gives_what_a_fresh_load_under_the_new_key_gives(
     assert done.unvaulted_rows == 0
     # And the moved vault rows still open to the values their new tokens are made from
     masker = HmacMasker(KEY_B)
-    revealed = await reveal(db, keys.opener, [t[0] for t in after["vault"]], REQUEST)
+    revealed = await reveal(
+        db, keys.opener, Checker(KEY_B), [t[0] for t in after["vault"]], REQUEST
+    )
     assert all(
         (masker.mask_ip(str(r.value)) if r.field == "ip" else masker.mask_device_id(str(r.value)))
         == r.token
@@ -544,7 +549,7 @@ async def test_rekey_gives_what_a_fresh_load_under_the_new_key_gives(
     )
     # When it is run again
     settled = await full_state(db)
-    again = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=40)
+    again = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=40)
     # Then nothing changes
     assert (again.values, again.rows, again.rejects) == (0, 0, 0)
     assert await full_state(db) == settled
@@ -569,7 +574,9 @@ async def test_an_interrupted_rekey_resumes_to_the_same_state(
 
     # When a rekey stops after its first batch
     with pytest.raises(Interrupted):
-        await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=25, on_batch=stop_after_first)
+        await rekey(
+            db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=25, on_batch=stop_after_first
+        )
     # Then that batch's new tokens are committed to the rotation's map, the rotation is
     # recorded as under way, and no table has changed yet
     assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") == 25
@@ -584,9 +591,9 @@ async def test_an_interrupted_rekey_resumes_to_the_same_state(
     )
     # And a rotation to another key is refused until this one is finished
     with pytest.raises(RekeyRefused, match="unfinished"):
-        await rekey(db, keys.opener, KEY_A + b"-other", REQUEST)
+        await rekey(db, keys.opener, CHECK_A, KEY_A + b"-other", REQUEST)
     # When it is run again
-    done = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=25)
+    done = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=25)
     # Then it does the rest, and the result is the uninterrupted one, its work tables empty
     assert done.values == total - 25
     assert await state(db) == expected
@@ -607,9 +614,9 @@ async def test_rekey_counts_rows_it_cannot_recompute(
     old_rows = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id LIKE 'old-%'")
     # When the key is rotated, it is refused: those rows would keep old-key tokens
     with pytest.raises(RekeyRefused, match="4 rows hold tokens with no vault entry"):
-        await rekey(db, keys.opener, KEY_B, REQUEST)
+        await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST)
     # When it is rotated accepting that
-    done = await rekey(db, keys.opener, KEY_B, REQUEST, accept_unvaulted=True)
+    done = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, accept_unvaulted=True)
     # Then the vaulted rows are rekeyed, and the others are counted and left as they were
     assert (done.values, done.rows, done.unvaulted_rows) == (6, 3, 4)
     assert old_rows == await db.fetch(

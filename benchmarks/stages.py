@@ -14,6 +14,7 @@ import orjson
 
 from benchmarks.measure import Figure, repeat, repeat_async
 from ingestor.keys import generate_key_pair
+from ingestor.ledger import ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow
 from ingestor.postgres import PostgresSink, close_pool, create_pool
@@ -103,7 +104,7 @@ async def writer_figures(
     await migrate(connection)
     await connection.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_bare (LIKE user_logins)")
     pool = await create_pool(dsn, 2)
-    sink = PostgresSink(pool)
+    sink = PostgresSink(pool, ErasureLedger(HmacMasker(KEY)))
     figures = []
     try:
         for size in batch_sizes:

@@ -172,25 +172,45 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _forget(settings: Settings, args: argparse.Namespace) -> int:
-    from ingestor.erasure import forget, user_tokens  # noqa: PLC0415
+    from ingestor.erasure import forget  # noqa: PLC0415
 
-    if not args.tokens and args.user_id is None:
-        raise ConfigError("forget", "give TOKENs or --user-id")
+    if bool(args.tokens) == (args.user_id is not None):
+        raise ConfigError("forget", "give TOKENs or --user-id (one or the other)")
+    settings.require("hmac_key")  # the ledger and the users' digests are keyed with it
     request = _request(args)
-
-    async def work(connection: Any) -> Any:
-        tokens = list(args.tokens)
-        if args.user_id is not None:
-            tokens += await user_tokens(connection, args.user_id)
-        detail = "" if args.user_id is None else f"user_id {args.user_id}"
-        return await forget(connection, tokens, request, detail)
-
-    erased = _run(settings, work)
+    key = settings.key_bytes
+    erased = _run(
+        settings, lambda c: forget(c, key, request, tokens=args.tokens, user_id=args.user_id)
+    )
     print(
         f"erased {erased.tokens} tokens: {erased.vault_rows} vault rows deleted, "
         f"{erased.rows} rows and {erased.rejects} rejects given tombstones"
     )
-    return 0
+    for line in _forget_notes(erased):
+        print(line, file=sys.stderr)
+    for token in erased.not_found:
+        print(
+            f"{printable(token)}: not found (not in the vault, a row or a reject)", file=sys.stderr
+        )
+    nothing = args.user_id is not None and not (erased.tokens or erased.rejects)
+    if nothing:
+        print("no row or reject of this user_id holds a value: nothing erased", file=sys.stderr)
+    return 1 if erased.not_found or nothing else 0
+
+
+def _forget_notes(erased: Any) -> list[str]:
+    notes = []
+    if erased.unvaulted:
+        notes.append(
+            f"{erased.unvaulted} of them had no vault entry (loaded while the vault was off): "
+            "their rows and rejects hold tombstones now, and the vault had nothing to delete"
+        )
+    if erased.shared:
+        notes.append(
+            f"{erased.shared} of them are held by other users too: erased for this user only, "
+            "their vault rows stay (forget TOKEN erases a value everywhere)"
+        )
+    return notes
 
 
 def _rekey(settings: Settings, args: argparse.Namespace) -> int:
@@ -211,6 +231,14 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print("now restart the service with the new INGESTOR_HMAC_KEY")
+    if done.older_erasures:
+        print(
+            f"{done.older_erasures} erasures on record were made under an earlier key: a "
+            "message from before them still in the queue or its DLQ keeps its tombstones in "
+            "the tables if it comes back, but its values may be vaulted again, and the same "
+            "values in a new message load under the new key (README: PII and keys, limits)",
+            file=sys.stderr,
+        )
     if done.refused_entries:
         print(
             f"{done.refused_entries} vault entries do not match their tokens (sealed by "
@@ -256,6 +284,7 @@ def _list_rejects(settings: Settings, reason: str | None) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.ledger import ErasureLedger  # noqa: PLC0415
     from ingestor.postgres import PostgresSink  # noqa: PLC0415
     from ingestor.replay import Replay, replay  # noqa: PLC0415
     from ingestor.service import build_masker, open_pool  # noqa: PLC0415
@@ -280,7 +309,8 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(connection: Any) -> Any:
         async with open_pool(settings) as pool:
-            tools = Replay(opener, Transformer(masker), PostgresSink(pool))
+            sink = PostgresSink(pool, ErasureLedger(masker))
+            tools = Replay(opener, Transformer(masker), sink)
             return await replay(connection, tools, request, reason)
 
     total = _run(settings, work)

@@ -23,6 +23,7 @@ from ingestor.cli import faster_depth_sampling, run_async
 from ingestor.embedded import embedded_postgres, embedded_sqs
 from ingestor.hooks import HookChain, Stats
 from ingestor.keys import generate_key_pair, public_key_of
+from ingestor.ledger import ErasureLedger
 from ingestor.logs import configure
 from ingestor.models import Envelope
 from ingestor.postgres import PostgresSink, connect
@@ -128,7 +129,8 @@ async def _seed(settings: Settings, bodies: list[str]) -> Settings:
 async def crash_after_commit(settings: Settings, count: int) -> int:
     """Receive about `count` messages, commit them, and "crash" before deleting: their
     visibility is set to 0, as if their timeout had run out, so SQS delivers them again."""
-    transformer = Transformer(build_masker(settings))
+    masker = build_masker(settings)
+    transformer = Transformer(masker)
     async with open_queue(settings) as queue, open_pool(settings) as pool:
         received: list[Envelope] = []
         while len(received) < count:
@@ -138,7 +140,8 @@ async def crash_after_commit(settings: Settings, count: int) -> int:
             received.extend(batch)
         processed = [transformer.process(e) for e in received]
         rows, rejects = split_outcomes(processed)
-        await PostgresSink(pool).write(rows, rejects, vault_entries(processed))
+        sink = PostgresSink(pool, ErasureLedger(masker))
+        await sink.write(rows, rejects, vault_entries(processed))
         await queue.change_visibility([e.receipt_handle for e in received], 0)
     return len(received)
 

@@ -13,7 +13,6 @@ import base64
 import binascii
 import errno
 import hashlib
-import hmac
 import os
 import stat
 from pathlib import Path
@@ -22,7 +21,6 @@ from ingestor.errors import PermanentError
 from ingestor.masking import MIN_KEY_BYTES
 
 KEY_BYTES = 32  # X25519 public and private keys
-_MASK_KEY_ID_DOMAIN = b"ingestor/key-id/v1"
 
 
 class KeyFileError(PermanentError):
@@ -49,12 +47,6 @@ def decode_key(text: str) -> bytes:
 def vault_key_id(public_key: bytes) -> str:
     """A short public name for a vault key pair, stored with every sealed value."""
     return "vk-" + hashlib.blake2b(public_key, digest_size=8).hexdigest()
-
-
-def mask_key_id(hmac_key: bytes) -> str:
-    """A short public name for an HMAC key: which key a token was made with, without
-    revealing the key (a keyed digest of a fixed label)."""
-    return "hk-" + hmac.new(hmac_key, _MASK_KEY_ID_DOMAIN, hashlib.sha256).hexdigest()[:16]
 
 
 def generate_key_pair() -> tuple[bytes, bytes]:

@@ -31,8 +31,7 @@ import orjson
 
 from ingestor.audit import Request, record
 from ingestor.errors import PermanentError
-from ingestor.keys import mask_key_id
-from ingestor.masking import HmacMasker
+from ingestor.masking import HmacMasker, mask_key_id
 from ingestor.queries import query
 from ingestor.rejects import user_id_text
 from ingestor.terminal import printable
@@ -41,6 +40,7 @@ from ingestor.vault import Checker, EntryRefused, Opener, framed
 
 log = logging.getLogger("ingestor")
 BLOCKS_PER_RANGE = 2_000  # about 16 MB of user_logins per transaction
+REKEY_LOCK = "ingestor/rekey"  # the advisory lock's name: one rotation, and no forget beside it
 
 
 class RekeyRefused(PermanentError):
@@ -54,6 +54,7 @@ class Rekeyed:
     rejects: int
     unvaulted_rows: int  # rows whose tokens have no vault entry: left as they were
     refused_entries: int = 0  # vault entries that did not match their tokens: left as they were
+    older_erasures: int = 0  # ledger entries under an earlier key: they no longer match
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ async def rekey(
 ) -> Rekeyed:
     masker = HmacMasker(new_key)
     rotation = Rotation(opener, checker, masker, mask_key_id(new_key), batch_size)
-    if not await connection.fetchval(query("rekey_lock")):
+    if not await connection.fetchval(query("rekey_lock"), REKEY_LOCK):
         raise RekeyRefused("another rekey is running on this database")
     phase, position = await _start_or_resume(connection, rotation, request, accept_unvaulted)
     values = rows = rejects = 0
@@ -98,9 +99,10 @@ async def rekey(
     await _vault_phase(connection, rotation)
     unvaulted = int(await connection.fetchval(query("unvaulted_rows")))
     refused = int(await connection.fetchval(query("rekey_refused_entries"), rotation.new_id))
+    older = int(await connection.fetchval(query("erasures_under_other_keys"), rotation.new_id))
     detail = f"done: to {rotation.new_id}, {values} values, {rows} rows, {rejects} rejects"
     await record(connection, request, "rekey", [], detail + f", {refused} entries refused")
-    return Rekeyed(values, rows, rejects, unvaulted, refused)
+    return Rekeyed(values, rows, rejects, unvaulted, refused, older)
 
 
 async def _start_or_resume(

@@ -13,6 +13,7 @@ import asyncpg
 
 from ingestor.erasure import follow_erasures
 from ingestor.hooks import HookChain, Hooks
+from ingestor.ledger import ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.pipeline import Pipeline, PipelineConfig
 from ingestor.postgres import PostgresSink, close_pool, connect, create_pool
@@ -115,9 +116,8 @@ async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> 
                 hooks.on_state("stopped")
                 return
             hooks.on_queue_depth(depth)
-            pipeline = Pipeline(
-                queue, PostgresSink(pool), transformer, pipeline_config(settings), hooks
-            )
+            sink = PostgresSink(pool, ErasureLedger(masker))
+            pipeline = Pipeline(queue, sink, transformer, pipeline_config(settings), hooks)
             telemetry.attach(pipeline, queue, pool)
             erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
             async with _beside(erasures):

@@ -28,8 +28,8 @@ from nacl.exceptions import CryptoError
 
 from ingestor.errors import PermanentError
 from ingestor.hooks import Hooks
-from ingestor.keys import mask_key_id, public_key_of, vault_key_id
-from ingestor.masking import HmacMasker
+from ingestor.keys import public_key_of, vault_key_id
+from ingestor.masking import HmacMasker, mask_key_id
 from ingestor.models import Processed, VaultEntry
 from ingestor.terminal import printable
 
@@ -143,6 +143,9 @@ class VaultingMasker:
 
     def digest_user(self, user_id: str) -> str:
         return self._masker.digest_user(user_id)
+
+    def digest_erased(self, user_digest: str, token: str) -> str:
+        return self._masker.digest_erased(user_digest, token)
 
     def seal_body(self, body: bytes) -> tuple[bytes, str]:
         return self.sealer.seal(body), self.sealer.key_id

@@ -15,8 +15,8 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.keys import mask_key_id, public_key_of, read_private_key, vault_key_id
-from ingestor.masking import HmacMasker
+from ingestor.keys import public_key_of, read_private_key, vault_key_id
+from ingestor.masking import HmacMasker, mask_key_id
 from ingestor.queries import query
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue

@@ -17,11 +17,12 @@ import pytest_asyncio
 
 import ingestor.rules
 from ingestor.audit import Request
-from ingestor.erasure import follow_erasures, forget, user_tokens
+from ingestor.erasure import follow_erasures, forget
 from ingestor.hooks import Stats
 from ingestor.isolation import Batch, write_isolating
-from ingestor.keys import generate_key_pair, mask_key_id
-from ingestor.masking import HmacMasker, Masker, canonical_ip
+from ingestor.keys import generate_key_pair
+from ingestor.ledger import ErasureLedger
+from ingestor.masking import HmacMasker, Masker, canonical_ip, mask_key_id
 from ingestor.models import Envelope, WriteResult
 from ingestor.postgres import PostgresSink, create_pool
 from ingestor.rekey import RekeyRefused, rekey
@@ -284,7 +285,7 @@ async def test_forget_by_token_erases_the_value_everywhere(
     (before,) = await reveal(db, keys.opener, CHECK_A, [token], REQUEST)
     assert before.problem is None
     # When that value is forgotten
-    erased = await forget(db, [token], Request.of("DSR-42", "dpo"))
+    erased = await forget(db, KEY_A, Request.of("DSR-42", "dpo"), tokens=[token])
     # Then its vault row is gone and a tombstone stands where its token stood
     assert (erased.tokens, erased.vault_rows, erased.rows, erased.rejects) == (1, 1, 3, 1)
     assert token not in await vault_tokens(db)
@@ -374,9 +375,7 @@ async def test_forget_by_user_id_erases_every_value_of_the_user(
     }
     others = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id <> $1", user)
     # When the user's values are forgotten
-    tokens = await user_tokens(db, user)
-    assert set(tokens) == expected
-    erased = await forget(db, tokens, Request.of("DSR-43", "dpo"), f"user_id {user}")
+    erased = await forget(db, KEY_A, Request.of("DSR-43", "dpo"), user_id=user)
     # Then none of them is in the vault or the tables, and tombstones stand in their place
     assert (erased.tokens, erased.vault_rows, erased.rows, erased.rejects) == (5, 5, 2, 1)
     assert expected.isdisjoint(await vault_tokens(db))
@@ -387,17 +386,14 @@ async def test_forget_by_user_id_erases_every_value_of_the_user(
     )
     assert len(rows) == 2
     assert all(v.startswith(TOMBSTONE_PREFIX) for r in rows for v in r.values())
-    (reject,) = [
-        r
-        for r in await db.fetch(
-            "SELECT body, pii_tokens, sealed_body FROM ingestor_rejects"
-            " WHERE reason_code = 'invalid_locale'"
-        )
-        if orjson.loads(r["body"])["user_id"] == user
-    ]
+    # And the user's reject keeps nothing of its body, found by its user's digest
+    (reject,) = await db.fetch(
+        "SELECT body, body_kind, pii_tokens, sealed_body FROM ingestor_rejects"
+        " WHERE user_digest = $1",
+        masker.digest_user(user),
+    )
+    assert (reject["body"], reject["body_kind"], reject["sealed_body"]) == (None, "erased", None)
     assert all(t.startswith(TOMBSTONE_PREFIX) for t in reject["pii_tokens"])
-    assert reject["sealed_body"] is None
-    assert await user_tokens(db, user) == []
     # And the other users' rows are untouched
     assert others == await db.fetch(
         f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id <> $1", user
@@ -405,8 +401,9 @@ async def test_forget_by_user_id_erases_every_value_of_the_user(
     # And reveal finds none of the tokens; the audit row names the user
     revealed = await reveal(db, keys.opener, CHECK_A, sorted(expected), REQUEST)
     assert all("not in the vault" in str(r.problem) for r in revealed)
+    # (by the user's keyed digest: the trail does not say in plaintext who asked)
     detail = await db.fetchval("SELECT detail FROM pii_reveal_audit WHERE action = 'forget'")
-    assert detail == f"user_id {user}"
+    assert detail == f"user {masker.digest_user(user)[:16]}"
     found = await find_plaintext(db, {IP_Y, canonical_ip(IP_Z), DEVICE_Y1, DEVICE_Y2, DEVICE_Y3})
     assert found == []
 
@@ -425,7 +422,7 @@ async def test_forget_reaches_a_reject_whose_body_nests_too_deep_to_write_back(
     assert reject["pii_tokens"] == [token]
     assert await vault_tokens(db) == {token}
     # When the value is forgotten
-    erased = await forget(db, [token], REQUEST)
+    erased = await forget(db, KEY_A, REQUEST, tokens=[token])
     # Then the reject loses its sealed original too: the value is nowhere to be opened
     assert (erased.vault_rows, erased.rejects) == (1, 1)
     assert await db.fetchval("SELECT sealed_body FROM ingestor_rejects") is None
@@ -464,7 +461,7 @@ async def write_through_sink(
     """Load as the service does: transform, then write batches with isolation."""
     pool = await create_pool(url, 2)
     try:
-        sink, transformer = PostgresSink(pool), Transformer(masker)
+        sink, transformer = PostgresSink(pool, ErasureLedger(masker)), Transformer(masker)
         for start in range(0, len(envelopes), 50):
             processed = [transformer.process(e) for e in envelopes[start : start + 50]]
             rows, rejects = split_outcomes(processed)
@@ -641,7 +638,9 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def replayer(keys: VaultKeys, pool: asyncpg.Pool) -> Replay:
-    return Replay(keys.opener, Transformer(keys.masker(KEY_A)), PostgresSink(pool), batch_size=7)
+    masker = keys.masker(KEY_A)
+    sink = PostgresSink(pool, ErasureLedger(masker))
+    return Replay(keys.opener, Transformer(masker), sink, batch_size=7)
 
 
 async def counts(db: asyncpg.Connection) -> tuple[int, int, int]:
@@ -801,7 +800,7 @@ async def test_a_running_service_vaults_a_value_again_after_its_erasure(
     try:
         await asyncio.sleep(0.2)  # the follower has read where the audit trail stands
         # When the value is erased while that service runs
-        await forget(db, [token], Request("dpo", "DSR-1"))
+        await forget(db, KEY_A, Request("dpo", "DSR-1"), tokens=[token])
         # Then within the follower's interval, the masker seals it again when seen
         for _ in range(100):
             masker.mask_ip(IP_X)

@@ -21,13 +21,12 @@ from ingestor.keys import (
     KeyFileError,
     decode_key,
     generate_key_pair,
-    mask_key_id,
     public_key_of,
     read_private_key,
     vault_key_id,
     write_private_key,
 )
-from ingestor.masking import HmacMasker, canonical_ip
+from ingestor.masking import HmacMasker, canonical_ip, mask_key_id
 from ingestor.models import VAULT_COLUMNS, Envelope, LoginRow, Processed, Rejection, VaultEntry
 from ingestor.settings import load_settings
 from ingestor.terminal import printable

@@ -35,7 +35,7 @@ from ingestor.vault import Opener, Sealer, VaultingMasker
 from ingestor.writer import split_outcomes, vault_entries
 from tests.conftest import TEST_KEY
 from tests.fakes import SENT_MS
-from tests.integration.helpers import find_plaintext
+from tests.integration.helpers import find_plaintext, scanned_columns
 from tests.unit.test_redaction import hostile_bodies
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -246,3 +246,41 @@ async def test_hostile_bodies_through_the_real_writer_leave_no_plaintext(
     await loader.load([orjson.dumps(event).decode() for event, _ in cases], 100 * next(BATCHES))
     planted = {value for _, values in cases for value in values}
     assert await find_plaintext(db, planted) == []
+
+
+async def test_the_plaintext_scan_reads_every_custody_table_and_view(
+    db: asyncpg.Connection,
+) -> None:
+    # Every table and view the migrations make is read by the scan
+    made = {
+        r["relname"]
+        for r in await db.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'p')"
+        )
+    }
+    scanned = {r["table_name"] for r in await scanned_columns(db)}
+    assert made <= scanned
+    assert {"ingestor_erasures", "ingestor_erased_buckets", "pii_audit_tokens"} <= scanned
+    assert "pii_audit_trail" in scanned
+    # And it finds a value wherever it is written: the ledger, the audit side table and
+    # its view, a claimed actor, the rotation's re-sealed bytes
+    await db.execute(
+        "INSERT INTO ingestor_erasures (digest, tombstone, mask_key_id) VALUES ('d', $1, 'k')",
+        "erased:" + IP,
+    )
+    await db.execute(
+        "INSERT INTO pii_reveal_audit (claimed_actor, action, tokens, reason)"
+        " VALUES ($1, 'reveal', ARRAY[$2], 'r')",
+        DEVICE,
+        IP,
+    )
+    await db.execute("INSERT INTO ingestor_rekey_map VALUES ('o', 'n', $1)", b"\x00" + IP.encode())
+    assert sorted(await find_plaintext(db, {IP, DEVICE})) == [
+        "ingestor_erasures.tombstone",
+        "ingestor_rekey_map.sealed",
+        "pii_audit_tokens.token",
+        "pii_audit_trail.claimed_actor",
+        "pii_audit_trail.tokens",
+        "pii_reveal_audit.claimed_actor",
+    ]

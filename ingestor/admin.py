@@ -167,7 +167,7 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
         if item.problem is None:
             print(f"{printable(item.token)}\t{item.field}\t{printable(item.value or '')}")
         else:
-            print(f"{printable(item.token)}: {item.problem}", file=sys.stderr)
+            print(f"{printable(item.token)}: {printable(item.problem)}", file=sys.stderr)
     return 0 if all(item.problem is None for item in results) else 1
 
 

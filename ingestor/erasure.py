@@ -153,15 +153,16 @@ async def _forget_tokens(
         )
     vaulted = await _erase_everywhere(connection, wanted)
     held = {r["token"] for r in holders} | {t for r in rejects for t in r["pii_tokens"]}
-    missing = tuple(t for t in wanted if t not in held and t not in vaulted)
-    await record(connection, request, "forget", list(mapping.values()))
+    found = [token for token in wanted if token in held or token in vaulted]
+    await record(connection, request, "forget", [mapping[token] for token in found])
     return Erased(
-        tokens=len(wanted) - len(missing),
+        tokens=len(found),
         vault_rows=len(vaulted),
         rows=int(status.split()[-1]),
         rejects=len(rejects),
-        unvaulted=len(held & set(wanted)) - len(held & vaulted),
-        not_found=missing,
+        unvaulted=len([token for token in found if token not in vaulted]),
+        # tombstones (erased already) and tokens nothing held
+        not_found=tuple(token for token in dict.fromkeys(tokens) if token not in found),
     )
 
 

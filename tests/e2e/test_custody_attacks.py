@@ -236,10 +236,14 @@ async def test_forget_of_a_token_with_no_vault_entry_says_so(
     assert "no vault entry" in result.stdout + result.stderr
     assert "2 rows" in result.stdout
     assert await db.fetchval("SELECT count(*) FROM user_logins WHERE masked_ip = $1", token) == 0
-    # When a token that is nowhere is forgotten, it says that nothing was erased (exit 1)
-    result = await run("forget", "f" * 64, "--reason", "DSR-5", env=env)
-    assert result.returncode == 1
-    assert "not found" in result.stdout + result.stderr
+    # When a token that is nowhere, or a tombstone, is forgotten, it says that nothing was
+    # erased (exit 1)
+    stone = await db.fetchval("SELECT masked_ip FROM user_logins LIMIT 1")
+    for token in ("f" * 64, stone):
+        result = await run("forget", token, "--reason", "DSR-5", env=env)
+        assert result.returncode == 1
+        assert f"{token}: not found" in result.stderr
+        assert "erased 0 tokens" in result.stdout
 
 
 # --- 5. a vault entry is bound to its token ----------------------------------------------
@@ -462,6 +466,10 @@ async def test_rekey_and_replay_refuse_the_demo_key(
         result = await run(*args, env=environment)
         assert result.returncode == 2, (args, result.stderr)
         assert "demo key" in result.stderr
+    # And rekey holds the new key to the same rules as INGESTOR_HMAC_KEY
+    result = await run(*attempts[1], env={**env, "NEW_KEY": "password" * 4})
+    assert result.returncode == 2
+    assert "NEW_KEY: is a pattern of 8 characters repeated" in result.stderr
 
 
 WEAK_KEYS = [

@@ -577,10 +577,13 @@ def test_a_reject_the_database_refused_keeps_its_tokens_for_erasure() -> None:
         pii_tokens=("t1",),
         sealed_body=b"sealed",
         key_id="vk-1",
+        user_digest="u1",
     )
     # When the database refuses it and only a minimal reject is kept
     minimal = refused_reject(original, RowRejected("22001", "StringDataRightTruncationError"))
-    # Then the tokens stay listed, so `forget` can reach the sealed body
+    # Then the tokens stay listed, so `forget` can reach the sealed body, and so does its
+    # user's digest, so `forget --user-id` finds it
     assert minimal.body is None
     assert minimal.pii_tokens == ("t1",)
     assert minimal.sealed_body == b"sealed"
+    assert minimal.user_digest == "u1"

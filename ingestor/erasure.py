@@ -115,7 +115,7 @@ async def _forget_user(
     rejects = await _user_rejects(connection, user_id, user)
     found = _live([*row_tokens, *(t for reject in rejects for t in reject["pii_tokens"])])
     mapping = await _mapped(connection, found)
-    status = await connection.execute(query("replace_user_tokens"), user_id)
+    status = await connection.execute(query("replace_login_tokens"), user_id)
     await connection.executemany(
         query("erase_reject"),
         [
@@ -146,7 +146,7 @@ async def _forget_tokens(
     holders = await connection.fetch(query("token_holders"))
     rejects = await connection.fetch(query("rejects_with_tokens"))
     await _enter(connection, masker, mapping, _holders(masker, holders, rejects, mapping))
-    status = await connection.execute(query("replace_login_tokens"))
+    status = await connection.execute(query("replace_login_tokens"), None)
     if rejects:
         await connection.executemany(
             query("rewrite_reject"), [_erased(reject, mapping) for reject in rejects]

@@ -11,9 +11,9 @@ for them. A value erased for one user stays live for another user who shares it.
 Cheap while there is little to check: the keyed digests are computed only for the rows
 whose user falls in a bucket (16 bits of a hash of the user id) that some erased user
 falls in, which PostgreSQL finds over the staging table; with nothing ever erased, it
-computes nothing per row. Rejects, rare, are checked by the digest of their user. A
-shared advisory lock, taken at the start of the batch's transaction, keeps a `forget`
-from committing between this look and the merge (forget takes it exclusively).
+computes nothing per row, and the look is one round trip. Rejects, rare, are checked by
+the digest of their user. A shared advisory lock, taken by that look, keeps a `forget`
+from committing between it and the batch's commit (forget takes it exclusively).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ class ErasureLedger:
         """Within the batch's transaction, after its rows are in the staging table: give
         erased values their tombstones (in staging, and in the rejects returned) and keep
         them out of the vault entries returned."""
-        await connection.execute(query("erasure_lock_shared"), ERASURE_LOCK)
+        # Also takes the lock that keeps a forget from committing until this batch has.
+        candidates = await connection.fetch(query("erasure_candidates"), ERASURE_LOCK)
         rejects = [self._tied(reject) for reject in rejects]
-        candidates = await connection.fetch(query("erasure_candidates")) if rows else []
         wanted: dict[str, list[Ref]] = {}
         for digest, ref in [*self._row_refs(candidates), *self._reject_refs(rejects)]:
             wanted.setdefault(digest, []).append(ref)  # one user's value, in several places

@@ -26,6 +26,7 @@ from ingestor.ledger import ERASURE_LOCK, ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.models import Envelope
 from ingestor.postgres import PostgresSink, create_pool
+from ingestor.queries import query
 from ingestor.replay import Replay, replay
 from ingestor.service import run_service
 from ingestor.settings import Settings
@@ -162,9 +163,50 @@ async def test_forget_waits_for_a_batch_in_flight_and_the_next_batch_waits_for_i
         await transaction.commit()
         erased = await asyncio.wait_for(erasing, 30)
         assert erased.rows == 1
+        # Given a forget under way (it holds the lock alone until it commits)
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("SELECT pg_advisory_xact_lock($1)", ERASURE_LOCK)
+        # When the next batch is written, it waits for the forget
+        loading = asyncio.create_task(loader.load([login(USER, ip=IP)], first=1))
+        await wait_until(lambda: waiting_for_erasure_lock(db), "the batch is not waiting")
+        assert not loading.done()
+        # And commits once the forget has, with the erased value's tombstone
+        await transaction.commit()
+        await asyncio.wait_for(loading, 30)
+        ips = await db.fetch("SELECT masked_ip FROM user_logins WHERE user_id = $1", USER)
+        assert len(ips) == 2
+        assert all(r["masked_ip"].startswith("erased:") for r in ips)
     finally:
         await writer.close()
         await other.close()
+
+
+async def test_a_batch_that_waited_for_a_forget_sees_what_it_erased(
+    loader: Loader, db: asyncpg.Connection, database: str
+) -> None:
+    # Given a forget under way: it holds the lock and has entered another user's value in
+    # the ledger, not yet committed
+    forgetting = await asyncpg.connect(database)
+    try:
+        transaction = forgetting.transaction()
+        await transaction.start()
+        await forgetting.execute(query("erasure_lock"), ERASURE_LOCK)
+        token = MASKER.mask_ip(IP)
+        digest = MASKER.digest_erased(MASKER.digest_user(OTHER), token)
+        await forgetting.execute(
+            query("erasure_record"), [digest], ["erased:" + "0" * 32], [OTHER], MASKER.key_id
+        )
+        # When a batch with that user's value arrives, it waits
+        loading = asyncio.create_task(loader.load([login(OTHER, ip=IP)]))
+        await wait_until(lambda: waiting_for_erasure_lock(db), "the batch is not waiting")
+        # Then, once the forget commits, the batch sees its entry: the value lands erased
+        await transaction.commit()
+        await asyncio.wait_for(loading, 30)
+    finally:
+        await forgetting.close()
+    assert await db.fetchval("SELECT masked_ip FROM user_logins") == "erased:" + "0" * 32
+    assert await vaulted(db) == set()
 
 
 async def waiting_for_erasure_lock(db: asyncpg.Connection) -> bool:

@@ -480,7 +480,7 @@ async def state(db: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
     rows = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins ORDER BY message_id")
     rejects = await db.fetch(
         "SELECT message_id, reason_code, reason, body, body_kind, pii_tokens, body_digest,"
-        " sealed_body IS NOT NULL AS sealed FROM ingestor_rejects ORDER BY message_id"
+        " sealed_body IS NOT NULL AS sealed, user_digest FROM ingestor_rejects ORDER BY message_id"
     )
     vault = await db.fetch("SELECT token, field, key_id, mask_key_id FROM pii_vault ORDER BY token")
     return {

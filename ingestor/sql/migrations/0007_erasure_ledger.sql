@@ -21,3 +21,21 @@ CREATE OR REPLACE FUNCTION ingestor_user_bucket(user_id text) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT ('x' || left(encode(sha256(convert_to(user_id, 'UTF8')), 'hex'), 4))::bit(16)::integer
 $$;
+
+-- The writer's look at the ledger, one round trip per batch: it waits for a forget under
+-- way (writers hold this lock shared, forget exclusively), then, in queries that see what
+-- committed meanwhile (a VOLATILE function's queries take their own snapshots), returns
+-- the staged rows whose user falls in an erased user's bucket. While nothing was ever
+-- erased it does not touch the staging table at all.
+CREATE OR REPLACE FUNCTION ingestor_erasure_candidates(lock_key bigint)
+RETURNS TABLE (message_id varchar, user_id varchar, masked_ip varchar, masked_device_id varchar)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(lock_key);
+    IF EXISTS (SELECT 1 FROM ingestor_erased_buckets) THEN
+        RETURN QUERY
+        SELECT s.message_id, s.user_id, s.masked_ip, s.masked_device_id
+        FROM ingestor_staging s
+        WHERE ingestor_user_bucket(s.user_id) IN (SELECT b.bucket FROM ingestor_erased_buckets b);
+    END IF;
+END $$;

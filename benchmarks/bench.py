@@ -124,6 +124,9 @@ async def stage_figures(report: Report, dsn: str, sizes: Sizes) -> None:
     writer = await stages.writer_figures(
         dsn, [500, 2_000, 10_000], sizes.writer_rows, sizes.stage_runs
     )
+    writer.append(
+        await stages.erased_writer_figure(dsn, 1_000, sizes.writer_rows, sizes.stage_runs)
+    )
     report.group("Writer (staging + merge into indexed user_logins) vs bare COPY", writer)
     at_10k = next(f for f in writer if f.name == "writer, batches of 10,000")
     report.check(

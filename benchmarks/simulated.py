@@ -13,6 +13,7 @@ from benchmarks.measure import Figure
 from benchmarks.sqs_double import SqsDouble
 from benchmarks.stages import KEY, envelopes
 from ingestor.hooks import Hooks
+from ingestor.ledger import ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.models import Processed
 from ingestor.pipeline import Pipeline, PipelineConfig
@@ -82,9 +83,9 @@ async def drain_rate(
             writers=2,
         )
         commits = Commits()
-        pipeline = Pipeline(
-            queue, PostgresSink(pool), Transformer(HmacMasker(KEY)), config, commits
-        )
+        masker = HmacMasker(KEY)
+        sink = PostgresSink(pool, ErasureLedger(masker))
+        pipeline = Pipeline(queue, sink, Transformer(masker), config, commits)
         started, cpu = time.perf_counter(), time.process_time()
         await pipeline.run(asyncio.Event())
         elapsed = time.perf_counter() - started

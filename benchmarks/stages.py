@@ -1,6 +1,7 @@
 """Stages in isolation: the transform stage against a bare parse-and-hash loop, and the
 writer (COPY into staging + merge into the indexed user_logins) against a bare COPY into
-an unindexed, unlogged table."""
+an unindexed, unlogged table; and the writer once users have been erased (it then checks
+the rows of users in an erased user's bucket against the erasure ledger)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import orjson
 
 from benchmarks.measure import Figure, repeat, repeat_async
 from ingestor.keys import generate_key_pair
+from ingestor.ledger import ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow
 from ingestor.postgres import PostgresSink, close_pool, create_pool
+from ingestor.queries import query
 from ingestor.schema import migrate
 from ingestor.synthetic import generate
 from ingestor.transform import Transformer
@@ -103,7 +106,7 @@ async def writer_figures(
     await migrate(connection)
     await connection.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_bare (LIKE user_logins)")
     pool = await create_pool(dsn, 2)
-    sink = PostgresSink(pool)
+    sink = PostgresSink(pool, ErasureLedger(HmacMasker(KEY)))
     figures = []
     try:
         for size in batch_sizes:
@@ -124,6 +127,31 @@ async def writer_figures(
         await close_pool(pool)
         await connection.close()
     return figures
+
+
+async def erased_writer_figure(dsn: str, erased_users: int, rows: int, times: int) -> Figure:
+    """The writer, batches of 2,000, with `erased_users` users in the erasure ledger: the
+    rows whose user shares a bucket with one of them (about erased_users / 65,536 of a
+    batch) are checked by keyed digest. The ledger is emptied afterwards."""
+    masker = HmacMasker(KEY)
+    users = [f"erased-user-{i}" for i in range(erased_users)]
+    digests = [masker.digest_erased(masker.digest_user(user), "t" * 64) for user in users]
+    stones = [f"erased:{i:032x}" for i in range(erased_users)]
+    connection = await asyncpg.connect(dsn)
+    await connection.execute(query("erasure_record"), digests, stones, users, masker.key_id)
+    pool = await create_pool(dsn, 2)
+    sink = PostgresSink(pool, ErasureLedger(masker))
+    try:
+        return await repeat_async(
+            f"writer, batches of 2,000, {erased_users:,} users erased",
+            "rows/s",
+            times,
+            lambda: merged_rate(sink, login_rows(rows), 2_000),
+        )
+    finally:
+        await close_pool(pool)
+        await connection.execute("TRUNCATE ingestor_erasures, ingestor_erased_buckets")
+        await connection.close()
 
 
 async def merged_rate(sink: PostgresSink, rows: list[LoginRow], size: int) -> float:

@@ -1,6 +1,6 @@
 """The PII custody commands: `keys generate`, `reveal`, `forget`, `rekey`, `rejects list`,
-`rejects replay`. Each opens one connection, migrates if needed (as the service does), and
-does its work with its audit row."""
+`rejects replay`, `audit verify`. Each opens one connection, migrates if needed (as the
+service does), and does its work with its audit row."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from ingestor.keys import (
     public_key_of,
     read_private_key,
     vault_key_id,
+    weak_key_problem,
     write_private_key,
 )
-from ingestor.masking import MIN_KEY_BYTES
-from ingestor.settings import Settings
+from ingestor.settings import DEMO_HMAC_KEY, Settings
+from ingestor.terminal import printable
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -44,6 +45,10 @@ def add_commands(commands: Any) -> None:
     _audit_flags(forget, reason_required=True)
     _add_rekey(commands)
     _add_rejects(commands)
+    audit = commands.add_parser("audit", help="check the audit trail")
+    audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True).add_parser(
+        "verify", help="walk the audit trail's hash chain; exit 1 at a break"
+    )
 
 
 def _add_rekey(commands: Any) -> None:
@@ -73,7 +78,7 @@ def _add_rejects(commands: Any) -> None:
     replay = actions.add_parser("replay", help="run sealed rejects through today's rules")
     replay.add_argument("--reason", dest="reject_reason", help="only this reason code")
     _private_key_flag(replay)
-    replay.add_argument("--actor", help="who replays (default: the OS user)")
+    _actor_flag(replay)
 
 
 def _positive(text: str) -> int:
@@ -109,6 +114,14 @@ def _opener(args: argparse.Namespace) -> Any:
     return Opener(*(read_private_key(path) for path in args.private_key_file))
 
 
+def _checker(settings: Settings) -> Any:
+    """What tells the loader's vault entries from forged ones: the masking key."""
+    from ingestor.vault import Checker  # noqa: PLC0415
+
+    settings.require("hmac_key")
+    return Checker(settings.key_bytes)
+
+
 def _audit_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> None:
     parser.add_argument(
         "--reason",
@@ -116,7 +129,14 @@ def _audit_flags(parser: argparse.ArgumentParser, *, reason_required: bool) -> N
         default="HMAC key rotation",
         help="why (recorded in pii_reveal_audit; e.g. the ticket)",
     )
-    parser.add_argument("--actor", help="who (default: the OS user)")
+    _actor_flag(parser)
+
+
+def _actor_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor",
+        help="who you say you are (default: the OS user); recorded beside the database user",
+    )
 
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
@@ -141,51 +161,68 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
 
     opener = _opener(args)
     request = _request(args)
-    results = _run(settings, lambda c: reveal(c, opener, args.tokens, request))
+    checker = _checker(settings)
+    results = _run(settings, lambda c: reveal(c, opener, checker, args.tokens, request))
     for item in results:
         if item.problem is None:
-            print(f"{item.token}\t{item.field}\t{printable(item.value or '')}")
+            print(f"{printable(item.token)}\t{item.field}\t{printable(item.value or '')}")
         else:
-            print(f"{item.token}: {item.problem}", file=sys.stderr)
+            print(f"{printable(item.token)}: {printable(item.problem)}", file=sys.stderr)
     return 0 if all(item.problem is None for item in results) else 1
 
 
-def printable(value: str) -> str:
-    """The value with control characters escaped: a device id from a hostile body must
-    not break the tab-separated output or send escape codes to the operator's terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
-
-
 def _forget(settings: Settings, args: argparse.Namespace) -> int:
-    from ingestor.erasure import forget, user_tokens  # noqa: PLC0415
+    from ingestor.erasure import forget  # noqa: PLC0415
 
-    if not args.tokens and args.user_id is None:
-        raise ConfigError("forget", "give TOKENs or --user-id")
+    if bool(args.tokens) == (args.user_id is not None):
+        raise ConfigError("forget", "give TOKENs or --user-id (one or the other)")
+    settings.require("hmac_key")  # the ledger and the users' digests are keyed with it
     request = _request(args)
-
-    async def work(connection: Any) -> Any:
-        tokens = list(args.tokens)
-        if args.user_id is not None:
-            tokens += await user_tokens(connection, args.user_id)
-        detail = "" if args.user_id is None else f"user_id {args.user_id}"
-        return await forget(connection, tokens, request, detail)
-
-    erased = _run(settings, work)
+    key = settings.key_bytes
+    erased = _run(
+        settings, lambda c: forget(c, key, request, tokens=args.tokens, user_id=args.user_id)
+    )
     print(
         f"erased {erased.tokens} tokens: {erased.vault_rows} vault rows deleted, "
         f"{erased.rows} rows and {erased.rejects} rejects given tombstones"
     )
-    return 0
+    for line in _forget_notes(erased):
+        print(line, file=sys.stderr)
+    for token in erased.not_found:
+        print(
+            f"{printable(token)}: not found (not in the vault, a row or a reject)", file=sys.stderr
+        )
+    nothing = args.user_id is not None and not (erased.tokens or erased.rejects)
+    if nothing:
+        print("no row or reject of this user_id holds a value: nothing erased", file=sys.stderr)
+    return 1 if erased.not_found or nothing else 0
+
+
+def _forget_notes(erased: Any) -> list[str]:
+    notes = []
+    if erased.unvaulted:
+        notes.append(
+            f"{erased.unvaulted} of them had no vault entry (loaded while the vault was off): "
+            "their rows and rejects hold tombstones now, and the vault had nothing to delete"
+        )
+    if erased.shared:
+        notes.append(
+            f"{erased.shared} of them are held by other users too: erased for this user only, "
+            "their vault rows stay (forget TOKEN erases a value everywhere)"
+        )
+    return notes
 
 
 def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.rekey import rekey  # noqa: PLC0415
 
-    new_key = _new_hmac_key(args.new_hmac_key_env)
+    settings.require_production_key()
+    checker = _checker(settings)  # the current key: it vouches for the entries moved
+    new_key = _new_hmac_key(settings, args.new_hmac_key_env)
     opener = _opener(args)
     request = _request(args)
     options = {"batch_size": args.batch_size, "accept_unvaulted": args.accept_unvaulted}
-    done = _run(settings, lambda c: rekey(c, opener, new_key, request, **options))
+    done = _run(settings, lambda c: rekey(c, opener, checker, new_key, request, **options))
     print(f"rekeyed {done.values} values: {done.rows} rows, {done.rejects} rejects rewritten")
     if done.unvaulted_rows:
         print(
@@ -194,13 +231,36 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print("now restart the service with the new INGESTOR_HMAC_KEY")
+    if done.older_erasures:
+        print(
+            f"{done.older_erasures} erasures on record were made under an earlier key: a "
+            "message from before them still in the queue or its DLQ keeps its tombstones in "
+            "the tables if it comes back, but its values may be vaulted again, and the same "
+            "values in a new message load under the new key (README: PII and keys, limits)",
+            file=sys.stderr,
+        )
+    if done.refused_entries:
+        print(
+            f"{done.refused_entries} vault entries do not match their tokens (sealed by "
+            "someone with write access to pii_vault, or made with another masking key): "
+            "they and their rows keep their old tokens (in pii_vault, the rows still "
+            "under the old mask_key_id)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _new_hmac_key(variable: str) -> bytes:
+def _new_hmac_key(settings: Settings, variable: str) -> bytes:
+    """The new key, held to the same rules as INGESTOR_HMAC_KEY."""
     value = os.environ.get(variable, "").encode()
-    if len(value) < MIN_KEY_BYTES:
-        raise ConfigError(variable, f"must hold the new HMAC key, at least {MIN_KEY_BYTES} bytes")
+    if not value:
+        raise ConfigError(variable, "must hold the new HMAC key (openssl rand -hex 32)")
+    problem = weak_key_problem(value)
+    if problem is None and value == DEMO_HMAC_KEY.encode() and not settings.allow_demo_key:
+        problem = settings.demo_key_problem()
+    if problem is not None:
+        raise ConfigError(variable, problem)
     return value
 
 
@@ -216,20 +276,22 @@ def _list_rejects(settings: Settings, reason: str | None) -> int:
     counts = _run(settings, lambda c: summary(c, reason))
     print(f"{'reason':<24} {'count':>8} {'replayable':>10}  last rejected")
     for item in counts:
-        print(f"{item.reason_code:<24} {item.count:>8} {item.replayable:>10}  {item.last:%F %T}")
+        code = printable(item.reason_code)
+        print(f"{code:<24} {item.count:>8} {item.replayable:>10}  {item.last:%F %T}")
     if not counts:
         print("no rejects")
     return 0
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.ledger import ErasureLedger  # noqa: PLC0415
     from ingestor.postgres import PostgresSink  # noqa: PLC0415
     from ingestor.replay import Replay, replay  # noqa: PLC0415
     from ingestor.service import build_masker, open_pool  # noqa: PLC0415
     from ingestor.transform import Transformer  # noqa: PLC0415
     from ingestor.vault import Sealer, VaultingMasker  # noqa: PLC0415
 
-    settings.require("hmac_key")
+    settings.require_production_key()
     private_key = read_private_key(args.private_key_file[0])
     opener = _opener(args)
     reason = args.reject_reason
@@ -247,7 +309,8 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(connection: Any) -> Any:
         async with open_pool(settings) as pool:
-            tools = Replay(opener, Transformer(masker), PostgresSink(pool))
+            sink = PostgresSink(pool, ErasureLedger(masker))
+            tools = Replay(opener, Transformer(masker), sink)
             return await replay(connection, tools, request, reason)
 
     total = _run(settings, work)
@@ -274,10 +337,19 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
     return run_async(session())
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from ingestor.audit import verify  # noqa: PLC0415
+
+    chain = _run(settings, verify)
+    print(f"audit chain intact: {chain.rows} rows, head {chain.head or '(empty)'}")
+    return 0
+
+
 HANDLERS: dict[str, Handler] = {
     "keys": _generate,
     "reveal": _reveal,
     "forget": _forget,
     "rekey": _rekey,
     "rejects": _rejects,
+    "audit": _audit,
 }

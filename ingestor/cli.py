@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ingestor import __version__
 from ingestor.admin import HANDLERS, add_commands
 from ingestor.errors import ConfigError, DrainIncomplete, IngestorError
+from ingestor.hardening import disable_core_dumps
 from ingestor.hooks import HookChain, LogHooks, Stats
 from ingestor.logs import configure
 from ingestor.progress import LIVE_DEPTH_INTERVAL, live_progress
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    disable_core_dumps()  # before any key or opened value is in memory
     command = args.command or "run"
     overrides = {
         "drain": getattr(args, "drain", None),

@@ -25,8 +25,8 @@ from ingestor.cli import faster_depth_sampling, run_async
 from ingestor.embedded import embedded_postgres, embedded_sqs
 from ingestor.hooks import HookChain, Stats
 from ingestor.keys import generate_key_pair, public_key_of
+from ingestor.ledger import ErasureLedger
 from ingestor.logs import configure
-from ingestor.masking import HmacMasker
 from ingestor.models import Envelope
 from ingestor.postgres import PostgresSink, connect
 from ingestor.progress import live_progress
@@ -38,7 +38,7 @@ from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.sqs import create_queue, sqs_client
 from ingestor.synthetic import SyntheticEvent, generate
 from ingestor.transform import Transformer
-from ingestor.vault import Opener
+from ingestor.vault import Checker, Opener
 from ingestor.writer import split_outcomes, vault_entries
 
 CRASHED_MESSAGES = 100
@@ -146,7 +146,8 @@ async def _seed(settings: Settings, bodies: list[str]) -> Settings:
 async def crash_after_commit(settings: Settings, count: int) -> Crashed:
     """Receive about `count` messages, commit them, and "crash" before deleting: their
     visibility is set to 0, as if their timeout had run out, so SQS delivers them again."""
-    transformer = Transformer(build_masker(settings))
+    masker = build_masker(settings)
+    transformer = Transformer(masker)
     async with open_queue(settings) as queue, open_pool(settings) as pool:
         received: list[Envelope] = []
         while len(received) < count:
@@ -156,7 +157,8 @@ async def crash_after_commit(settings: Settings, count: int) -> Crashed:
             received.extend(batch)
         processed = [transformer.process(e) for e in received]
         rows, rejects = split_outcomes(processed)
-        await PostgresSink(pool).write(rows, rejects, vault_entries(processed))
+        sink = PostgresSink(pool, ErasureLedger(masker))
+        await sink.write(rows, rejects, vault_entries(processed))
         await Acknowledger(queue).change_visibility([e.receipt_handle for e in received], 0)
     return Crashed(len(rows), len(rejects))
 
@@ -183,15 +185,13 @@ async def _vault_check(
     connection = await connect(settings.dsn)
     try:
         request = Request("demo", "make run: showing an audited recovery")
-        revealed = (await reveal(connection, opener, [token], request))[0]
+        checker = Checker(settings.key_bytes)
+        revealed = (await reveal(connection, opener, checker, [token], request))[0]
         values = int(await connection.fetchval(query("demo_vault_size")))
     finally:
         await connection.close()
-    ok = (
-        revealed.value is not None
-        and HmacMasker(settings.key_bytes).mask_ip(revealed.value) == token
-    )
-    return VaultCheck(values, opener.key_id, token, ok)
+    # reveal shows a value only when it masks back to its token
+    return VaultCheck(values, opener.key_id, token, revealed.problem is None)
 
 
 def seeded_line(events: Sequence[SyntheticEvent], seconds: float) -> str:

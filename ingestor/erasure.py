@@ -1,19 +1,31 @@
 """`ingestor forget`: erase values for a data-subject request.
 
-For each token: its vault row is deleted (the value can never be revealed again) and every
-occurrence is replaced with a random tombstone, in `user_logins` and in the rejects, in one
-transaction with its audit row. A tombstone rather than the token, because whoever holds
-the HMAC key could otherwise confirm a guess (an IPv4 address is 2^32 guesses). Rejects
-that held the token also lose their sealed original body, which contains the value, and
-their keyed body digest, which would confirm a guess of it.
-New events carrying the same value later are masked (and vaulted) as usual.
+- `forget --user-id U` erases every value in U's rows and rejects, for U: U's rows get
+  tombstones of their own (one per value, so U's counts still add up), U's rejects keep
+  nothing of their body (found by the keyed digest of their user_id, or, for rejects
+  stored before they had one, by the user_id in their body), and a value's vault row goes
+  only when no other user's row or reject holds its token: an address two users share
+  stays revealable for the other.
+- `forget TOKEN...` erases a value everywhere, whoever's rows and rejects hold it: one
+  tombstone per token, and its vault row goes.
+
+A tombstone is random: whoever holds the HMAC key could otherwise confirm a guess against
+it (an IPv4 address is 2^32 guesses). For the same reason a reject that held the token
+loses its sealed original body and its keyed digest, and the audit trail's earlier rows
+name the tombstone (their side table is rewritten) when the value is gone everywhere.
+Every erased (user, token) pair is entered in the erasure ledger (`ledger.py`), so that
+a later load of the value for that user lands with the tombstone.
+
+One transaction, with its audit row, alone against the writers (they wait for it), and
+refused while a key rotation runs or is unfinished: an erasure in the middle of one could
+leave a value revealable under the new key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,69 +33,207 @@ import asyncpg
 import orjson
 
 from ingestor.audit import Request, record
+from ingestor.errors import PermanentError
+from ingestor.ledger import ERASURE_LOCK
+from ingestor.masking import HmacMasker
 from ingestor.queries import query
+from ingestor.rejects import user_id_text
+from ingestor.rekey import REKEY_LOCK
+from ingestor.terminal import printable
 from ingestor.tokens import is_tombstone, remapped, tombstone
 from ingestor.vault import VaultingMasker
 
 log = logging.getLogger("ingestor")
 
 
+class ErasureRefused(PermanentError):
+    """forget cannot run now, or not with this key."""
+
+
 @dataclass(frozen=True, slots=True)
 class Erased:
-    tokens: int
+    tokens: int  # values erased
     vault_rows: int
     rows: int
     rejects: int
+    unvaulted: int = 0  # of the values erased everywhere, those that had no vault row
+    shared: int = 0  # values erased for the user that other users still hold: kept
+    not_found: tuple[str, ...] = ()  # tokens given that nothing held
 
 
-async def user_tokens(connection: Any, user_id: str) -> list[str]:
-    """Every token in the user's rows and rejects (tombstones excluded)."""
-    tokens = [row["token"] for row in await connection.fetch(query("user_tokens"), user_id)]
-    written = orjson.dumps(user_id).decode()[1:-1]  # the id as it stands in a JSON body
-    for reject in await connection.fetch(query("user_rejects"), written):
-        if _user_id_text(orjson.loads(reject["body"]).get("user_id")) == user_id:
-            tokens.extend(t for t in reject["pii_tokens"] if not is_tombstone(t))
-    return list(dict.fromkeys(tokens))
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A user who holds a token: the ledger's entry for the pair."""
 
-
-def _user_id_text(value: Any) -> str | None:
-    """The body's user_id as text, as `->>` gives it: a string, or a number's JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return orjson.dumps(value).decode()
-    return None
+    user_digest: str
+    user_id: str | None  # None when only the digest is known (a reject's user)
+    token: str
 
 
 async def forget(
-    connection: Any, tokens: Sequence[str], request: Request, detail: str = ""
+    connection: Any,
+    hmac_key: bytes,
+    request: Request,
+    *,
+    tokens: Sequence[str] = (),
+    user_id: str | None = None,
 ) -> Erased:
-    """Erase `tokens` everywhere, audited, in one transaction."""
-    wanted = [t for t in dict.fromkeys(tokens) if not is_tombstone(t)]
-    mapping = {token: tombstone() for token in wanted}
+    """Erase the user's values (`user_id`) or values everywhere (`tokens`), audited, in
+    one transaction."""
+    masker = HmacMasker(hmac_key)
     async with connection.transaction():
-        status = await connection.execute(query("delete_vault"), wanted)
-        rows, rejects = await _replace_everywhere(connection, mapping)
-        # The audit row names the tombstones, never the erased tokens (see above).
-        await record(connection, request, "forget", list(mapping.values()), detail)
-    return Erased(len(wanted), int(status.split()[-1]), rows, rejects)
+        await _alone(connection, masker.key_id)
+        await connection.execute(query("token_map"))
+        if user_id is not None:
+            return await _forget_user(connection, masker, request, user_id)
+        return await _forget_tokens(connection, masker, request, tokens)
 
 
-async def _replace_everywhere(connection: Any, mapping: dict[str, str]) -> tuple[int, int]:
-    """Each erased token becomes its tombstone in user_logins, the audit trail and the
-    rejects; (rows changed, rejects changed)."""
-    await connection.execute(query("token_map"))
-    await connection.copy_records_to_table(
-        "ingestor_token_map", records=list(mapping.items()), columns=("old", "new")
+async def _alone(connection: Any, key_id: str) -> None:
+    """No rotation runs or is unfinished, the key is the tables', and the writers wait."""
+    if not await connection.fetchval(query("rekey_lock_xact"), REKEY_LOCK):
+        raise ErasureRefused("a key rotation (rekey) is running: forget when it has finished")
+    state = await connection.fetchrow(query("rekey_state"))
+    if state is not None:
+        raise ErasureRefused(
+            f"a key rotation to {printable(state['mask_key_id'])} is unfinished: run rekey "
+            "again to finish it, then forget"
+        )
+    if await connection.fetchval(query("vault_of_another_key"), key_id):
+        raise ErasureRefused(
+            f"the vault's tokens were not made with INGESTOR_HMAC_KEY ({key_id}): forget "
+            "needs the key the service runs with"
+        )
+    await connection.execute(query("erasure_lock"), ERASURE_LOCK)
+
+
+async def _forget_user(
+    connection: Any, masker: HmacMasker, request: Request, user_id: str
+) -> Erased:
+    user = masker.digest_user(user_id)
+    row_tokens = [r["token"] for r in await connection.fetch(query("user_tokens"), user_id)]
+    rejects = await _user_rejects(connection, user_id, user)
+    found = _live([*row_tokens, *(t for reject in rejects for t in reject["pii_tokens"])])
+    mapping = await _mapped(connection, found)
+    status = await connection.execute(query("replace_login_tokens"), user_id)
+    await connection.executemany(
+        query("erase_reject"),
+        [
+            (r["message_id"], remapped(None, r["pii_tokens"], mapping)[1], tombstone())
+            for r in rejects
+        ],
     )
-    status = await connection.execute(query("replace_login_tokens"))
-    await connection.execute(query("replace_audit_tokens"))
+    await _enter(connection, masker, mapping, [Holder(user, user_id, t) for t in found])
+    in_use = {r["token"] for r in await connection.fetch(query("tokens_in_use"), found)}
+    gone = [token for token in found if token not in in_use]
+    vaulted = await _erase_everywhere(connection, gone)
+    await record(connection, request, "forget", list(mapping.values()), f"user {user[:16]}")
+    return Erased(
+        tokens=len(found),
+        vault_rows=len(vaulted),
+        rows=int(status.split()[-1]),
+        rejects=len(rejects),
+        unvaulted=len(gone) - len(vaulted),
+        shared=len(in_use),
+    )
+
+
+async def _forget_tokens(
+    connection: Any, masker: HmacMasker, request: Request, tokens: Sequence[str]
+) -> Erased:
+    wanted = _live(tokens)
+    mapping = await _mapped(connection, wanted)
+    holders = await connection.fetch(query("token_holders"))
     rejects = await connection.fetch(query("rejects_with_tokens"))
+    await _enter(connection, masker, mapping, _holders(masker, holders, rejects, mapping))
+    status = await connection.execute(query("replace_login_tokens"), None)
     if rejects:
         await connection.executemany(
             query("rewrite_reject"), [_erased(reject, mapping) for reject in rejects]
         )
-    return int(status.split()[-1]), len(rejects)
+    vaulted = await _erase_everywhere(connection, wanted)
+    held = {r["token"] for r in holders} | {t for r in rejects for t in r["pii_tokens"]}
+    found = [token for token in wanted if token in held or token in vaulted]
+    await record(connection, request, "forget", [mapping[token] for token in found])
+    return Erased(
+        tokens=len(found),
+        vault_rows=len(vaulted),
+        rows=int(status.split()[-1]),
+        rejects=len(rejects),
+        unvaulted=len([token for token in found if token not in vaulted]),
+        # tombstones (erased already) and tokens nothing held
+        not_found=tuple(token for token in dict.fromkeys(tokens) if token not in found),
+    )
+
+
+def _live(tokens: Iterable[str]) -> list[str]:
+    return [token for token in dict.fromkeys(tokens) if not is_tombstone(token)]
+
+
+async def _mapped(connection: Any, tokens: Sequence[str]) -> dict[str, str]:
+    """A tombstone for each token, in the transaction's token map."""
+    mapping = {token: tombstone() for token in tokens}
+    await connection.copy_records_to_table(
+        "ingestor_token_map", records=list(mapping.items()), columns=("old", "new")
+    )
+    return mapping
+
+
+async def _user_rejects(connection: Any, user_id: str, user: str) -> list[Any]:
+    written = orjson.dumps(user_id).decode()[1:-1]  # the id as it stands in a JSON body
+    return [
+        reject
+        for reject in await connection.fetch(query("user_rejects"), user, written)
+        if reject["user_digest"] == user or _body_user(reject["body"]) == user_id
+    ]
+
+
+def _body_user(body: str | None) -> str | None:
+    """The user_id a kept body names, as `forget --user-id` is given it."""
+    try:
+        event = orjson.loads(body) if body is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return user_id_text(event.get("user_id")) if isinstance(event, dict) else None
+
+
+def _holders(
+    masker: HmacMasker, rows: Sequence[Any], rejects: Sequence[Any], mapping: dict[str, str]
+) -> list[Holder]:
+    """Everyone whose rows or rejects hold an erased token."""
+    found = [Holder(masker.digest_user(r["user_id"]), r["user_id"], r["token"]) for r in rows]
+    for reject in rejects:
+        if reject["user_digest"] is not None:
+            user_id = _body_user(reject["body"])
+            found.extend(
+                Holder(reject["user_digest"], user_id, token)
+                for token in reject["pii_tokens"]
+                if token in mapping
+            )
+    return found
+
+
+async def _enter(
+    connection: Any, masker: HmacMasker, mapping: dict[str, str], holders: Sequence[Holder]
+) -> None:
+    """Enter each (user, token) pair in the erasure ledger with the token's tombstone."""
+    if not holders:
+        return
+    await connection.execute(
+        query("erasure_record"),
+        [masker.digest_erased(h.user_digest, h.token) for h in holders],
+        [mapping[h.token] for h in holders],
+        [h.user_id for h in holders],
+        masker.key_id,
+    )
+
+
+async def _erase_everywhere(connection: Any, tokens: Sequence[str]) -> set[str]:
+    """Values no row or reject holds any more: their vault rows go, and the audit trail's
+    earlier rows name their tombstones. Returns the tokens whose vault row was deleted."""
+    await connection.execute(query("keep_in_token_map"), list(tokens))
+    await connection.execute(query("replace_audit_tokens"))
+    return {r["token"] for r in await connection.fetch(query("delete_vault"), list(tokens))}
 
 
 def _erased(reject: Any, mapping: dict[str, str]) -> tuple[Any, ...]:

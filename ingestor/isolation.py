@@ -182,4 +182,5 @@ def refused_reject(rejection: Rejection, refused: RowRejected) -> Rejection:
         pii_tokens=rejection.pii_tokens,
         sealed_body=rejection.sealed_body,
         key_id=rejection.key_id,
+        user_digest=rejection.user_digest,  # and erasure by user finds it by this
     )

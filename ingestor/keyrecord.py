@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from ingestor.errors import ConfigError
-from ingestor.keys import mask_key_id
+from ingestor.masking import mask_key_id
 from ingestor.queries import query
 from ingestor.settings import env_name
 

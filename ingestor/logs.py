@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from ingestor.terminal import printable
+
 # LogRecord attributes that are not `extra=` fields.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -29,6 +31,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """Plain lines with the message's control characters escaped: a message may quote
+    database text (a key id, a reason code), which must not reach a terminal raw. (JSON
+    lines escape them already.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def configure(level: str, fmt: str) -> None:
     """`fmt` is text, json, or auto (text on a terminal, JSON otherwise)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -36,7 +48,7 @@ def configure(level: str, fmt: str) -> None:
     handler.setFormatter(
         JsonFormatter()
         if use_json
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+        else TextFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -17,6 +17,9 @@ from typing import Protocol
 IP_DOMAIN = b"ingestor/ip/v1"
 DEVICE_ID_DOMAIN = b"ingestor/device_id/v1"
 BODY_DOMAIN = b"ingestor/reject-body/v1"
+USER_DOMAIN = b"ingestor/user-id/v1"
+ERASED_DOMAIN = b"ingestor/erased/v1"
+_KEY_ID_DOMAIN = b"ingestor/key-id/v1"
 MIN_KEY_BYTES = 32
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
@@ -30,6 +33,11 @@ class Masker(Protocol):
     def mask_device_id(self, device_id: str) -> str: ...
 
     def digest_body(self, body: bytes) -> str: ...
+
+    def digest_user(self, user_id: str) -> str:
+        """A keyed digest of a user id: what ties a reject to its user for erasure,
+        without storing who asked to be erased in plaintext."""
+        ...
 
     def seal_body(self, body: bytes) -> tuple[bytes, str] | None:
         """The body sealed to the vault key, and that key's id; None without a vault."""
@@ -54,10 +62,16 @@ def canonical_ip(text: str) -> str:
     return str(mapped) if mapped is not None else address.compressed
 
 
+def mask_key_id(hmac_key: bytes) -> str:
+    """A short public name for an HMAC key: which key a token was made with, without
+    revealing the key (a keyed digest of a fixed label)."""
+    return "hk-" + hmac.new(hmac_key, _KEY_ID_DOMAIN, hashlib.sha256).hexdigest()[:16]
+
+
 class HmacMasker:
     """HMAC-SHA256 tokens under one secret key, one domain per field."""
 
-    __slots__ = ("_body", "_device_id", "_ip")
+    __slots__ = ("_body", "_device_id", "_erased", "_ip", "_user", "key_id")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
@@ -67,6 +81,9 @@ class HmacMasker:
         self._ip = _keyed(key, IP_DOMAIN)
         self._device_id = _keyed(key, DEVICE_ID_DOMAIN)
         self._body = _keyed(key, BODY_DOMAIN)
+        self._user = _keyed(key, USER_DOMAIN)
+        self._erased = _keyed(key, ERASED_DOMAIN)
+        self.key_id = mask_key_id(key)
 
     def __repr__(self) -> str:
         return "HmacMasker(key=<hidden>)"
@@ -79,6 +96,13 @@ class HmacMasker:
 
     def digest_body(self, body: bytes) -> str:
         return _token(self._body, body)
+
+    def digest_user(self, user_id: str) -> str:
+        return _token(self._user, user_id.encode("utf-8", "surrogatepass"))
+
+    def digest_erased(self, user_digest: str, token: str) -> str:
+        """The erasure ledger's name for "this user's value with this token"."""
+        return _token(self._erased, f"{user_digest}\x00{token}".encode())
 
     def seal_body(self, body: bytes) -> None:
         return None  # no vault: a body that cannot be redacted is not kept

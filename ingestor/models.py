@@ -52,10 +52,12 @@ VAULT_COLUMNS: tuple[str, ...] = ("token", "field", "sealed", "key_id", "mask_ke
 class Rejection:
     """A message that will not become a row, with a reason a person can act on.
 
-    `body` is the JSON object with its PII fields masked (their tokens in `pii_tokens`), or
-    None when the body is not a JSON object (then only its kind, size and keyed digest are
-    kept). With the vault on, `sealed_body` is the original body sealed to the vault key
-    `key_id`, so `rejects replay` can run it through today's rules.
+    `body` is what is known to be safe of a JSON object (see `rejects.py`; the tokens of
+    its ip and device_id in `pii_tokens`), or None when the body is not a JSON object
+    (then only its kind, size and keyed digest are kept). With the vault on, `sealed_body`
+    is the original body sealed to the vault key `key_id`, so `rejects replay` can run it
+    through today's rules. `user_digest` is the keyed digest of its user_id, when it has
+    one: `forget --user-id` finds it by that.
     """
 
     message_id: str
@@ -70,6 +72,7 @@ class Rejection:
     pii_tokens: tuple[str, ...] = ()
     sealed_body: bytes | None = None
     key_id: str | None = None
+    user_digest: str | None = None
 
 
 REJECT_COLUMNS: tuple[str, ...] = (
@@ -85,6 +88,7 @@ REJECT_COLUMNS: tuple[str, ...] = (
     "pii_tokens",
     "sealed_body",
     "key_id",
+    "user_digest",
 )
 
 

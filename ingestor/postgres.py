@@ -30,6 +30,7 @@ from ingestor.errors import (
     RowRejected,
     StatementTimeout,
 )
+from ingestor.ledger import ErasureLedger
 from ingestor.models import (
     LOGIN_COLUMNS,
     REJECT_COLUMNS,
@@ -172,11 +173,13 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 
 class PostgresSink:
-    """Commits a batch: insert new vault entries, COPY rows into staging, merge into
-    user_logins, upsert rejects; all in one transaction. Implements `Sink`."""
+    """Commits a batch: COPY rows into staging, settle them against the erasure ledger,
+    insert new vault entries, merge into user_logins, upsert rejects; all in one
+    transaction. Implements `Sink`."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ledger: ErasureLedger) -> None:
         self._pool = pool
+        self._ledger = ledger
         self._merge = query("merge_logins")
         self._reject = query("upsert_reject")
         self._unload = query("unload_rejected")
@@ -193,18 +196,23 @@ class PostgresSink:
             self._pool.acquire() as connection,
             connection.transaction(),
         ):
-            if vault:
-                await connection.execute(self._vault, *_columns(vault, VAULT_COLUMNS))
+            if rows:
+                await connection.copy_records_to_table(
+                    STAGING_TABLE, records=rows, columns=LOGIN_COLUMNS
+                )
+            settled = await self._ledger.settle(connection, rows, rejects, vault)
+            if settled.vault:
+                await connection.execute(self._vault, *_columns(settled.vault, VAULT_COLUMNS))
             inserted, replaced = await self._merge_rows(connection, rows)
-            if rejects:
-                await connection.executemany(self._reject, [_reject_args(r) for r in rejects])
-                await connection.execute(self._unload, [r.message_id for r in rejects])
+            if settled.rejects:
+                args = [_reject_args(r) for r in settled.rejects]
+                await connection.executemany(self._reject, args)
+                await connection.execute(self._unload, [r.message_id for r in settled.rejects])
         return WriteResult(inserted, replaced, len(rejects))
 
     async def _merge_rows(self, connection: Any, rows: Sequence[LoginRow]) -> tuple[int, int]:
         if not rows:
             return 0, 0
-        await connection.copy_records_to_table(STAGING_TABLE, records=rows, columns=LOGIN_COLUMNS)
         counts = await connection.fetchrow(self._merge)
         return int(counts["inserted"]), int(counts["replaced"])
 

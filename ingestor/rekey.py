@@ -4,8 +4,11 @@ Every token is recomputed from the vault's plaintext (opened with the private ke
 the new key and rewritten everywhere, in four phases, each a series of short
 transactions whose progress is recorded in `ingestor_rekey_state`:
 
-1. map: the vault is read in pages and each old token's new token goes to
-   `ingestor_rekey_map` (one pass over the vault);
+1. map: the vault is read in pages; each entry is opened and checked against its token
+   under the current key (an entry that does not make its token is left where it is,
+   and its rows keep their tokens: a forged value must not become their new token), and
+   its new token, with the value sealed again bound to it, goes to `ingestor_rekey_map`
+   (one pass over the vault);
 2. rows: `user_logins` is rewritten in ranges of blocks through that map (one pass over
    the table, however large the vault);
 3. rejects: bodies, token lists and keyed digests, in pages; then the audit trail;
@@ -24,16 +27,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ingestor.audit import Request, record
 from ingestor.errors import PermanentError
-from ingestor.keys import mask_key_id
-from ingestor.masking import HmacMasker
+from ingestor.masking import HmacMasker, mask_key_id
 from ingestor.queries import query
+from ingestor.rejects import user_id_text
+from ingestor.terminal import printable
 from ingestor.tokens import remapped
-from ingestor.vault import Opener
+from ingestor.vault import Checker, EntryRefused, Opener, framed
 
 log = logging.getLogger("ingestor")
 BLOCKS_PER_RANGE = 2_000  # about 16 MB of user_logins per transaction
+REKEY_LOCK = "ingestor/rekey"  # the advisory lock's name: one rotation, and no forget beside it
 
 
 class RekeyRefused(PermanentError):
@@ -46,13 +53,17 @@ class Rekeyed:
     rows: int
     rejects: int
     unvaulted_rows: int  # rows whose tokens have no vault entry: left as they were
+    refused_entries: int = 0  # vault entries that did not match their tokens: left as they were
+    older_erasures: int = 0  # ledger entries under an earlier key: they no longer match
 
 
 @dataclass(frozen=True, slots=True)
 class Rotation:
-    """One rotation's tools: the opener of the vault, the new key's masker and id."""
+    """One rotation's tools: the opener of the vault, the checker of its entries under the
+    current key, the new key's masker and id."""
 
     opener: Opener
+    checker: Checker
     masker: HmacMasker
     new_id: str
     batch_size: int
@@ -61,6 +72,7 @@ class Rotation:
 async def rekey(
     connection: Any,
     opener: Opener,
+    checker: Checker,
     new_key: bytes,
     request: Request,
     *,
@@ -68,8 +80,9 @@ async def rekey(
     accept_unvaulted: bool = False,
     on_batch: Callable[[int], None] = lambda done: None,
 ) -> Rekeyed:
-    rotation = Rotation(opener, HmacMasker(new_key), mask_key_id(new_key), batch_size)
-    if not await connection.fetchval(query("rekey_lock")):
+    masker = HmacMasker(new_key)
+    rotation = Rotation(opener, checker, masker, mask_key_id(new_key), batch_size)
+    if not await connection.fetchval(query("rekey_lock"), REKEY_LOCK):
         raise RekeyRefused("another rekey is running on this database")
     phase, position = await _start_or_resume(connection, rotation, request, accept_unvaulted)
     values = rows = rejects = 0
@@ -85,9 +98,11 @@ async def rekey(
         rejects = await _rejects_phase(connection, rotation, position)
     await _vault_phase(connection, rotation)
     unvaulted = int(await connection.fetchval(query("unvaulted_rows")))
+    refused = int(await connection.fetchval(query("rekey_refused_entries"), rotation.new_id))
+    older = int(await connection.fetchval(query("erasures_under_other_keys"), rotation.new_id))
     detail = f"done: to {rotation.new_id}, {values} values, {rows} rows, {rejects} rejects"
-    await record(connection, request, "rekey", [], detail)
-    return Rekeyed(values, rows, rejects, unvaulted)
+    await record(connection, request, "rekey", [], detail + f", {refused} entries refused")
+    return Rekeyed(values, rows, rejects, unvaulted, refused, older)
 
 
 async def _start_or_resume(
@@ -99,8 +114,8 @@ async def _start_or_resume(
     if state is not None:
         if state["mask_key_id"] != rotation.new_id:
             raise RekeyRefused(
-                f"a rotation to {state['mask_key_id']} is unfinished: run rekey with that "
-                "key again to finish it first"
+                f"a rotation to {printable(state['mask_key_id'])} is unfinished: run rekey "
+                "with that key again to finish it first"
             )
         log.info("resuming the rotation at its %s phase", state["phase"])
         return str(state["phase"]), str(state["position"])
@@ -125,18 +140,19 @@ async def _advance(connection: Any, rotation: Rotation, phase: str, position: st
 async def _map_phase(
     connection: Any, rotation: Rotation, after: str, on_batch: Callable[[int], None]
 ) -> int:
-    """Phase 1: the new token of every vault value not yet under the new key."""
+    """Phase 1: the new token of every vault value not yet under the new key, and the value
+    sealed again for it; entries that do not match their tokens are left out."""
     done = 0
     while page := await connection.fetch(
         query("rekey_vault_page"), rotation.new_id, after, rotation.batch_size
     ):
-        olds = [row["token"] for row in page]
-        news = [_new_token(row, rotation) for row in page]
-        after = olds[-1]
+        mapped = [item for row in page if (item := _mapped(row, rotation)) is not None]
+        after = page[-1]["token"]
         async with connection.transaction():
-            await connection.execute(query("rekey_map_insert"), olds, news)
+            if mapped:
+                await connection.execute(query("rekey_map_insert"), *zip(*mapped, strict=True))
             await _advance(connection, rotation, "map", after)
-        done += len(page)
+        done += len(mapped)
         on_batch(done)
     await _advance(connection, rotation, "rows", "0")
     return done
@@ -183,26 +199,56 @@ async def _vault_phase(connection: Any, rotation: Rotation) -> None:
     await connection.execute(query("rekey_finish"), rotation.new_id)
 
 
-def _new_token(row: Any, rotation: Rotation) -> str:
-    plaintext = rotation.opener.open(row["sealed"], row["key_id"])
-    text = plaintext.decode("utf-8", "surrogatepass")
-    if row["field"] == "ip":
-        return rotation.masker.mask_ip(text)
-    return rotation.masker.mask_device_id(text)
+def _mapped(row: Any, rotation: Rotation) -> tuple[str, str, bytes] | None:
+    """(old token, new token, the value sealed for the new token); None for an entry that
+    does not match its token (it stays where it is, and is counted at the end)."""
+    try:
+        value = rotation.opener.open_entry(row, rotation.checker)
+    except EntryRefused as refused:
+        log.warning("vault entry left under its old token: %s", refused)
+        return None
+    field = row["field"]
+    new = rotation.masker.mask_ip(value) if field == "ip" else rotation.masker.mask_device_id(value)
+    sealed = rotation.opener.sealer(row["key_id"]).seal(
+        framed(field, new, value.encode("utf-8", "surrogatepass"))
+    )
+    return row["token"], new, sealed
 
 
 def _rewritten(reject: Any, mapping: dict[str, str], rotation: Rotation) -> tuple[Any, ...]:
-    """A reject with its tokens mapped and its keyed digest redone under the new key."""
+    """A reject with its tokens mapped and its keyed digests redone under the new key."""
     body, tokens = remapped(reject["body"], reject["pii_tokens"], mapping)
-    return reject["message_id"], body, tokens, _digest(reject, body, rotation)
+    original = (
+        None
+        if reject["sealed_body"] is None
+        else rotation.opener.open(reject["sealed_body"], reject["key_id"])
+    )
+    digest = _digest(reject, body, original, rotation)
+    return reject["message_id"], body, tokens, digest, _user_digest(body, original, rotation)
 
 
-def _digest(reject: Any, body: str | None, rotation: Rotation) -> str | None:
+def _digest(
+    reject: Any, body: str | None, original: bytes | None, rotation: Rotation
+) -> str | None:
     """What the writer would digest under the new key: the original body (sealed), or a
     refused row's masked body; None keeps the digest there is (nothing to redo it from)."""
-    if reject["sealed_body"] is not None:
-        original = rotation.opener.open(reject["sealed_body"], reject["key_id"])
+    if original is not None:
         return rotation.masker.digest_body(original)
     if reject["body_kind"] == "row" and body is not None:
         return rotation.masker.digest_body(body.encode())
+    return None
+
+
+def _user_digest(body: str | None, original: bytes | None, rotation: Rotation) -> str | None:
+    """The user's digest under the new key, from the original body or else the kept one
+    (which keeps a valid user_id as sent); None when neither names a user, or when the
+    digest cannot be redone (an old-key digest would tie the reject to nobody)."""
+    for text in (original, body):
+        try:
+            event = orjson.loads(text) if text is not None else None
+        except orjson.JSONDecodeError:
+            continue
+        user_id = user_id_text(event.get("user_id")) if isinstance(event, dict) else None
+        if user_id is not None:
+            return rotation.masker.digest_user(user_id)
     return None

@@ -25,7 +25,7 @@ from ingestor.isolation import Batch, Sink, write_isolating
 from ingestor.models import Envelope, LoginRow, Processed, WriteResult
 from ingestor.queries import query
 from ingestor.transform import Transformer
-from ingestor.vault import Opener, SealedError
+from ingestor.vault import EntryRefused, Opener, SealedError
 from ingestor.writer import split_outcomes, vault_entries
 
 log = logging.getLogger("ingestor")
@@ -89,12 +89,22 @@ async def _replay_batch(rows: list[Any], replay: Replay) -> WriteResult:
 
 def _openable(row: Any, replay: Replay) -> Processed | None:
     """The reject processed again; None (left as it is, with a warning) when it is sealed
-    to a key pair whose private key was not given."""
+    to a key pair whose private key was not given, or when its stored form is malformed
+    (a row edited by hand, a body that is not the row it should be)."""
     try:
         return _processed(row, replay)
     except SealedError as error:
-        log.warning("reject left as it is: %s", error, extra={"event": "replay_skipped"})
-        return None
+        problem = str(error)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # The class only: the message of a failed parse may quote the stored text.
+        problem = f"its stored body is malformed ({type(error).__name__})"
+    log.warning(
+        "reject %s left as it is: %s",
+        row["message_id"],
+        problem,
+        extra={"event": "replay_skipped"},
+    )
+    return None
 
 
 def _processed(row: Any, replay: Replay) -> Processed:
@@ -105,5 +115,9 @@ def _processed(row: Any, replay: Replay) -> Processed:
         login = LoginRow(**fields)
         return Processed(row["message_id"], "", login, sent_ms, row["receive_count"])
     body = replay.opener.open(row["sealed_body"], row["key_id"])
+    # The keyed digest the loader stored beside it vouches for the sealed body: anyone who
+    # can write to ingestor_rejects can seal a body of their own to the public key.
+    if replay.transformer.digest(body) != row["body_digest"]:
+        raise EntryRefused("its sealed body does not match its digest (sealed by someone else?)")
     envelope = Envelope(row["message_id"], "", body, sent_ms, row["receive_count"])
     return replay.transformer.process(envelope)

@@ -1,7 +1,8 @@
 """`ingestor reveal`: open vaulted values for tokens, with the private key, audited.
 
 The audit row is committed before anything is opened: a reveal that fails half-way is
-still on record, and no value is shown without its row.
+still on record, and no value is shown without its row. A value is shown only if it makes
+its token under the masking key (`Checker`): an entry someone re-sealed is reported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from ingestor.audit import Request, record
 from ingestor.queries import query
 from ingestor.tokens import is_tombstone
-from ingestor.vault import Opener
+from ingestor.vault import Checker, EntryRefused, Opener
 
 UNKNOWN = (
     "not in the vault: an unknown token, a value loaded while the vault was off, or an "
@@ -31,7 +32,7 @@ class Revealed:
 
 
 async def reveal(
-    connection: Any, opener: Opener, tokens: Sequence[str], request: Request
+    connection: Any, opener: Opener, checker: Checker, tokens: Sequence[str], request: Request
 ) -> list[Revealed]:
     """One `Revealed` per token, in the order asked."""
     wanted = list(dict.fromkeys(tokens))
@@ -43,7 +44,9 @@ async def reveal(
         detail = f"{len(found)} of {len(wanted)} in the vault"
         await record(connection, request, "reveal", recorded, detail)
     erased = await _erased(connection, [t for t in wanted if is_tombstone(t)])
-    return [_opened(token, found.get(token), erased.get(token), opener) for token in wanted]
+    return [
+        _opened(token, found.get(token), erased.get(token), opener, checker) for token in wanted
+    ]
 
 
 async def _erased(connection: Any, tokens: list[str]) -> dict[str, dt.datetime]:
@@ -53,11 +56,15 @@ async def _erased(connection: Any, tokens: list[str]) -> dict[str, dt.datetime]:
     return {row["token"]: row["at"] for row in rows}
 
 
-def _opened(token: str, row: Any, erased_at: dt.datetime | None, opener: Opener) -> Revealed:
+def _opened(
+    token: str, row: Any, erased_at: dt.datetime | None, opener: Opener, checker: Checker
+) -> Revealed:
     if row is None:
         if erased_at is not None:
             when = f"{erased_at:%Y-%m-%d %H:%M} UTC"
             return Revealed(token, problem=f"the tombstone of a value erased on {when} (forget)")
         return Revealed(token, problem=UNKNOWN)
-    plaintext = opener.open(row["sealed"], row["key_id"])
-    return Revealed(token, row["field"], plaintext.decode("utf-8", "surrogatepass"))
+    try:
+        return Revealed(token, row["field"], opener.open_entry(row, checker))
+    except EntryRefused as refused:
+        return Revealed(token, problem=str(refused))

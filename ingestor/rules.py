@@ -81,6 +81,16 @@ def validate(event: dict[str, Any]) -> Fields:
     )
 
 
+def passes_rule(field: str, value: object) -> bool:
+    """Whether one of the login fields `user_id`, `device_type`, `locale`, `app_version`
+    holds a value its rule accepts (null included: the field may be left out)."""
+    try:
+        _FIELD_RULES[field](value)
+    except Invalid:
+        return False
+    return True
+
+
 def _text(value: object, field: str, limit: int) -> str:
     if not isinstance(value, str):
         raise Invalid(f"invalid_{field}", f"{field} must be a string (got {json_kind(value)})")
@@ -137,3 +147,11 @@ def json_kind(value: object) -> str:
     if isinstance(value, list):
         return "array"
     return "string" if isinstance(value, str) else "null"
+
+
+_FIELD_RULES = {
+    "user_id": lambda value: _optional_text(value, "user_id", USER_ID_MAX),
+    "device_type": lambda value: _optional_text(value, "device_type", DEVICE_TYPE_MAX),
+    "locale": lambda value: _optional_text(value, "locale", LOCALE_MAX),
+    "app_version": _app_version,
+}

@@ -35,9 +35,16 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "reason": "text",
         "pii_tokens": "character varying(256)[]",
         "sealed_body": "bytea",
+        "user_digest": "character varying(64)",
     },
     "pii_vault": {"token": "character varying(256)", "sealed": "bytea"},
-    "pii_reveal_audit": {"actor": "text", "tokens": "character varying(256)[]"},
+    "pii_reveal_audit": {
+        "actor": "text",
+        "claimed_actor": "text",
+        "tokens": "character varying(256)[]",
+        "hash": "character varying(64)",
+    },
+    "pii_audit_tokens": {"audit_id": "bigint", "token": "character varying(256)"},
     "ingestor_masking_key": {"mask_key_id": "character varying(32)"},
 }
 

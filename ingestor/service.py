@@ -16,6 +16,7 @@ from ingestor.acks import DEFAULT_POLICY, AckPolicy
 from ingestor.erasure import follow_erasures
 from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
 from ingestor.hooks import HookChain, Hooks
+from ingestor.ledger import ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.models import QueueAttributes
 from ingestor.pipeline import Pipeline, PipelineConfig
@@ -150,7 +151,8 @@ async def _run_pipeline(
     if isinstance(masker, VaultingMasker):
         hooks = HookChain(hooks, VaultMemory(masker))
     async with open_pool(settings, hooks) as pool:
-        pipeline = Pipeline(queue, PostgresSink(pool), Transformer(masker), config, hooks)
+        sink = PostgresSink(pool, ErasureLedger(masker))
+        pipeline = Pipeline(queue, sink, Transformer(masker), config, hooks)
         telemetry.attach(pipeline, queue, pool)
         erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
         async with _beside(erasures):

@@ -14,8 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestor.errors import ConfigError
-from ingestor.keys import decode_key
-from ingestor.masking import MIN_KEY_BYTES
+from ingestor.keys import decode_key, weak_key_problem
 
 ENV_PREFIX = "INGESTOR_"
 # The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.
@@ -73,11 +72,11 @@ class Settings(BaseSettings):
 
     @field_validator("hmac_key")
     @classmethod
-    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < MIN_KEY_BYTES:
-            raise ValueError(
-                f"must be at least {MIN_KEY_BYTES} bytes (generate one: openssl rand -hex 32)"
-            )
+    def _key_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = weak_key_problem(value.get_secret_value().encode())
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("vault_public_key")
@@ -142,14 +141,18 @@ class Settings(BaseSettings):
                 raise ConfigError(env_name(field), "is required")
 
     def require_production_key(self) -> None:
-        """`run` and `check` refuse the public demo key unless explicitly allowed."""
+        """`run`, `check`, `rekey` and `rejects replay` refuse the public demo key unless
+        explicitly allowed."""
         self.require("hmac_key")
         if self.key_bytes == DEMO_HMAC_KEY.encode() and not self.allow_demo_key:
-            raise ConfigError(
-                env_name("hmac_key"),
-                "is the public demo key; set a secret key, "
-                f"or {env_name('allow_demo_key')}=true for a throwaway setup",
-            )
+            raise ConfigError(env_name("hmac_key"), self.demo_key_problem())
+
+    @staticmethod
+    def demo_key_problem() -> str:
+        return (
+            "is the public demo key; set a secret key, "
+            f"or {env_name('allow_demo_key')}=true for a throwaway setup"
+        )
 
 
 def env_name(field: str) -> str:

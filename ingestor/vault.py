@@ -5,6 +5,12 @@ PyNaCl) to the vault's public key and stored beside its token in `pii_vault`, in
 transaction as the rows. The loader holds only the public key: it can seal, never open.
 Opening takes the private key, which stays with whoever runs `reveal` or `rekey`.
 
+What is sealed is the field, the token and the value together (`framed`), and what is
+opened is checked before it is used (`Checker`): its field and token must be its row's,
+and its value must make that token under the masking key. The public key is no secret,
+so anyone who can write to `pii_vault` can seal a value of their own under a token: only
+the masking key tells the loader's entries from theirs.
+
 Sealing costs about 50 µs, so a value is sealed once: `VaultingMasker` remembers the
 tokens committed recently (`remember`, called after each commit), and until a value's
 first commit every message carrying it carries the same sealed entry. A value sealed again
@@ -15,19 +21,78 @@ DO NOTHING.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from nacl.bindings import crypto_box_seal, crypto_box_seal_open
 from nacl.exceptions import CryptoError
 
 from ingestor.errors import PermanentError
 from ingestor.hooks import Hooks
-from ingestor.keys import mask_key_id, public_key_of, vault_key_id
-from ingestor.masking import HmacMasker
+from ingestor.keys import public_key_of, vault_key_id
+from ingestor.masking import HmacMasker, mask_key_id
 from ingestor.models import Processed, VaultEntry
+from ingestor.terminal import printable
 
 
 class SealedError(PermanentError):
     """A sealed value cannot be opened with the key at hand."""
+
+
+class EntryRefused(SealedError):
+    """An opened vault entry that is not shown or used: it does not make its token (sealed
+    by someone with write access to pii_vault, or moved from another row), or it was made
+    with another masking key than the one at hand, so it cannot be checked."""
+
+
+FRAME = b"ingestor-vault/v2\x00"
+
+
+def framed(field: str, token: str, value: bytes) -> bytes:
+    """What the loader seals for a vault entry: its field and token with the value."""
+    return b"%s%s\x00%s\x00%s" % (FRAME, field.encode(), token.encode(), value)
+
+
+class Checker:
+    """Checks opened vault entries against their rows under the masking key."""
+
+    __slots__ = ("_masker", "key_id")
+
+    def __init__(self, hmac_key: bytes) -> None:
+        self._masker = HmacMasker(hmac_key)
+        self.key_id = mask_key_id(hmac_key)
+
+    def __repr__(self) -> str:
+        return f"Checker(key_id={self.key_id!r})"
+
+    def value(self, row: Any, opened: bytes) -> str:
+        """The value of an opened entry, or EntryRefused. `row` has the entry's token,
+        field and mask_key_id. Entries sealed before values were framed hold the bare
+        value: the token check is what vouches for them too."""
+        if row["mask_key_id"] != self.key_id:
+            raise EntryRefused(
+                f"made with masking key {printable(row['mask_key_id'])}, and "
+                f"INGESTOR_HMAC_KEY is {self.key_id}: it cannot be checked, so it is not used"
+            )
+        value = _unframed(opened, row["field"], row["token"])
+        text = value.decode("utf-8", "surrogatepass") if value is not None else None
+        if text is None or self.token(row["field"], text) != row["token"]:
+            raise EntryRefused(
+                "the vault entry does not match its token (sealed by someone with write "
+                "access to pii_vault?): not used"
+            )
+        return text
+
+    def token(self, field: str, value: str) -> str:
+        return self._masker.mask_ip(value) if field == "ip" else self._masker.mask_device_id(value)
+
+
+def _unframed(opened: bytes, field: str, token: str) -> bytes | None:
+    """The value of a framed entry that names this field and token (None when it names
+    others); an entry from before framing is its bare value."""
+    if not opened.startswith(FRAME):
+        return opened
+    named = framed(field, token, b"")
+    return opened[len(named) :] if opened.startswith(named) else None
 
 
 class Sealer:
@@ -76,6 +141,12 @@ class VaultingMasker:
     def digest_body(self, body: bytes) -> str:
         return self._masker.digest_body(body)
 
+    def digest_user(self, user_id: str) -> str:
+        return self._masker.digest_user(user_id)
+
+    def digest_erased(self, user_digest: str, token: str) -> str:
+        return self._masker.digest_erased(user_digest, token)
+
     def seal_body(self, body: bytes) -> tuple[bytes, str]:
         return self.sealer.seal(body), self.sealer.key_id
 
@@ -111,7 +182,8 @@ class VaultingMasker:
         return token
 
     def _seal(self, field: str, token: str, plaintext: str) -> VaultEntry:
-        sealed = self.sealer.seal(plaintext.encode("utf-8", "surrogatepass"))
+        value = plaintext.encode("utf-8", "surrogatepass")
+        sealed = self.sealer.seal(framed(field, token, value))
         entry = VaultEntry(token, field, sealed, self.sealer.key_id, self._mask_key_id)
         self._sealed[token] = entry
         if len(self._sealed) > self._size:  # values of messages never committed
@@ -153,8 +225,20 @@ class Opener:
         pair = self._pairs.get(key_id)
         if pair is None:
             held = ", ".join(self._pairs)
-            raise SealedError(f"sealed to key {key_id}; the private keys given are {held}")
+            raise SealedError(
+                f"sealed to key {printable(key_id)}; the private keys given are {held}"
+            )
         try:
             return crypto_box_seal_open(sealed, *pair)
         except CryptoError:
-            raise SealedError(f"a value sealed to {key_id} does not open (corrupt?)") from None
+            raise SealedError(
+                f"a value sealed to {printable(key_id)} does not open (corrupt?)"
+            ) from None
+
+    def open_entry(self, row: Any, checker: Checker) -> str:
+        """A vault row's value, checked against its token (EntryRefused if it is not)."""
+        return checker.value(row, self.open(row["sealed"], row["key_id"]))
+
+    def sealer(self, key_id: str) -> Sealer:
+        """A sealer to the public half of one of the pairs held (rekey re-seals with it)."""
+        return Sealer(self._pairs[key_id][0])

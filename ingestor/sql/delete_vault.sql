@@ -1,1 +1,1 @@
-DELETE FROM pii_vault WHERE token = ANY($1::varchar[]);
+DELETE FROM pii_vault WHERE token = ANY($1::varchar[]) RETURNING token;

@@ -1,5 +1,6 @@
 -- When each of these tombstones was made (the forget that left it), if it was.
 SELECT t.token, max(a.at) AS at
-FROM pii_reveal_audit a, unnest(a.tokens) AS t(token)
-WHERE a.action = 'forget' AND a.tokens && $1::varchar[] AND t.token = ANY($1::varchar[])
+FROM pii_audit_tokens t
+JOIN pii_reveal_audit a ON a.id = t.audit_id
+WHERE a.action = 'forget' AND t.token = ANY($1::varchar[])
 GROUP BY t.token;

@@ -1,8 +1,10 @@
+-- A reject that forget erased (its body, or a token of it) stays as erased when its
+-- message comes back: what the message carries again was erased.
 INSERT INTO ingestor_rejects (
     message_id, reason_code, reason, body, body_kind, body_bytes, body_digest,
-    sent_at, receive_count, pii_tokens, sealed_body, key_id
+    sent_at, receive_count, pii_tokens, sealed_body, key_id, user_digest
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (message_id) DO UPDATE SET
     reason_code = EXCLUDED.reason_code,
     reason = EXCLUDED.reason,
@@ -15,4 +17,8 @@ ON CONFLICT (message_id) DO UPDATE SET
     pii_tokens = EXCLUDED.pii_tokens,
     sealed_body = EXCLUDED.sealed_body,
     key_id = EXCLUDED.key_id,
-    rejected_at = now();
+    user_digest = EXCLUDED.user_digest,
+    rejected_at = now()
+WHERE ingestor_rejects.body_kind <> 'erased'
+  AND NOT EXISTS (SELECT 1 FROM unnest(ingestor_rejects.pii_tokens) AS t(token)
+                  WHERE t.token LIKE 'erased:%');

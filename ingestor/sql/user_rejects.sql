@@ -1,7 +1,10 @@
--- Rejects whose redacted body may be the user's: it holds the user id as JSON writes it.
--- The caller parses each body to confirm. Not body::jsonb ->> 'user_id' here: a body may
--- hold a "\u0000" escape (a reject for a control character), which PostgreSQL's json
--- types refuse to read, and one such reject would fail every erasure by user id.
-SELECT message_id, body, pii_tokens
+-- The user's rejects: by the keyed digest of their user_id ($1), and those stored before
+-- rejects had one (migration 0004) by the user id as JSON writes it ($2) in their kept
+-- body, which the caller confirms by parsing it. (Not body::jsonb ->> 'user_id': a body may
+-- hold a "\u0000" escape, which PostgreSQL's json types refuse to read.)
+SELECT message_id, body, pii_tokens, user_digest
 FROM ingestor_rejects
-WHERE body IS NOT NULL AND cardinality(pii_tokens) > 0 AND strpos(body, $1) > 0;
+WHERE user_digest = $1
+   OR (user_digest IS NULL AND body IS NOT NULL AND strpos(body, $2) > 0)
+ORDER BY message_id
+FOR UPDATE;

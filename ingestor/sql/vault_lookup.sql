@@ -1,1 +1,1 @@
-SELECT token, field, sealed, key_id FROM pii_vault WHERE token = ANY($1::varchar[]);
+SELECT token, field, sealed, key_id, mask_key_id FROM pii_vault WHERE token = ANY($1::varchar[]);

@@ -21,7 +21,7 @@ from ingestor.demo import crash_after_commit
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
-from tests.conftest import service_env
+from tests.conftest import TEST_KEY, service_env
 from tests.integration.helpers import find_plaintext, plaintext_pii, queue_is_empty
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,7 @@ def test_check_with_a_bad_setting_exits_2_naming_the_variable(variable: str, val
     env = clean_env(
         INGESTOR_QUEUE_URL="http://127.0.0.1:9/000000000000/q",
         INGESTOR_DATABASE_URL="postgresql://postgres@127.0.0.1:9/postgres",
-        INGESTOR_HMAC_KEY="k" * 32,
+        INGESTOR_HMAC_KEY=TEST_KEY,
     )
     env[variable] = value
     result = ingestor("check", env=env)
@@ -107,7 +107,7 @@ def test_a_metrics_port_in_use_stops_start_up_with_exit_2() -> None:
         env = clean_env(
             INGESTOR_QUEUE_URL="http://127.0.0.1:9/000000000000/q",
             INGESTOR_DATABASE_URL="postgresql://postgres@127.0.0.1:9/postgres",
-            INGESTOR_HMAC_KEY="k" * 32,
+            INGESTOR_HMAC_KEY=TEST_KEY,
             INGESTOR_METRICS_HOST="127.0.0.1",
             INGESTOR_METRICS_PORT=str(port),
         )

@@ -15,8 +15,8 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.keys import mask_key_id, public_key_of, read_private_key, vault_key_id
-from ingestor.masking import HmacMasker
+from ingestor.keys import public_key_of, read_private_key, vault_key_id
+from ingestor.masking import HmacMasker, mask_key_id
 from ingestor.queries import query
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
@@ -172,7 +172,7 @@ async def test_the_custody_commands_end_to_end(
     expect_same(
         lines, [[ip_token, "ip", IP], [device_token, "device_id", DEVICE]], "reveal's output"
     )
-    audit = await db.fetchrow("SELECT actor, action, reason, tokens FROM pii_reveal_audit")
+    audit = await db.fetchrow("SELECT claimed_actor, action, reason, tokens FROM pii_audit_trail")
     assert tuple(audit) == ("e2e", "reveal", "TICKET-7", [ip_token, device_token])
 
     # When another key pair's private key is used
@@ -250,7 +250,9 @@ async def test_the_custody_commands_end_to_end(
     assert f"rekeyed {vaulted} values" in result.stdout
     ids = await db.fetch("SELECT DISTINCT mask_key_id FROM pii_vault")
     assert [r["mask_key_id"] for r in ids] == [mask_key_id(NEW_KEY.encode())]
-    # And a token under the new key reveals the value it is made from
+    # And a token under the new key reveals the value it is made from (checked with the
+    # masking key the service now runs with)
+    env["INGESTOR_HMAC_KEY"] = NEW_KEY
     token = await db.fetchval(
         "SELECT masked_device_id FROM user_logins WHERE masked_device_id NOT LIKE 'erased:%'"
         " ORDER BY message_id LIMIT 1"
@@ -262,7 +264,6 @@ async def test_the_custody_commands_end_to_end(
     expect_same(value in pii, True, "the revealed value is one that was sent")
 
     # When the rejects are listed
-    env["INGESTOR_HMAC_KEY"] = NEW_KEY  # the service now runs with the new key
     result = await cli("rejects", "list", env=env)
     # Then each reason is listed with its count, all replayable (their bodies are sealed)
     assert result.returncode == 0, result.stderr
@@ -344,7 +345,7 @@ async def test_rekey_killed_half_way_and_run_again_ends_consistent(
     # And a token of user_logins reveals a value that masks back to it under the new key
     token = await db.fetchval("SELECT masked_ip FROM user_logins ORDER BY message_id LIMIT 1")
     args = ("--private-key-file", str(key_file), "--reason", "check")
-    result = await run("reveal", token, *args, env=env)
+    result = await run("reveal", token, *args, env={**env, "INGESTOR_HMAC_KEY": NEW_KEY})
     assert result.returncode == 0, result.stderr
     value = result.stdout.strip().split("\t")[2]
     assert HmacMasker(NEW_KEY.encode()).mask_ip(value) == token

@@ -13,8 +13,7 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.keys import mask_key_id
-from ingestor.masking import HmacMasker, canonical_ip
+from ingestor.masking import HmacMasker, canonical_ip, mask_key_id
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate

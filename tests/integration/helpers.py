@@ -36,16 +36,22 @@ def plaintext_pii(bodies: list[str]) -> set[str]:
     return values
 
 
+async def scanned_columns(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    """What `find_plaintext` reads: every column of every table and view of the public
+    schema (the custody tables, the erasure ledger and the audit trail's side table and
+    view included)."""
+    return await connection.fetch(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+    )
+
+
 async def find_plaintext(connection: asyncpg.Connection, values: set[str]) -> list[str]:
     """Every (table.column) of the public schema that holds one of `values`: every column,
     bytea searched as raw bytes (a value written there as UTF-8), everything else (arrays,
     JSON, numbers) as its text."""
-    columns = await connection.fetch(
-        "SELECT table_name, column_name, data_type FROM information_schema.columns"
-        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
-    )
     found: list[str] = []
-    for column in columns:
+    for column in await scanned_columns(connection):
         table, name = column["table_name"], column["column_name"]
         if column["data_type"] == "bytea":
             cells = await connection.fetch(f'SELECT "{name}" AS v FROM "{table}"')

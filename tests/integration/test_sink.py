@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from ingestor.errors import RowRejected
 from ingestor.isolation import Batch, refused_row, write_isolating
+from ingestor.ledger import ErasureLedger
 from ingestor.masking import HmacMasker
 from ingestor.postgres import PostgresSink, create_pool
 from ingestor.transform import Transformer
@@ -19,13 +20,14 @@ from tests.fakes import envelopes
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-TRANSFORMER = Transformer(HmacMasker(b"s" * 32))
+MASKER = HmacMasker(b"s" * 32)
+TRANSFORMER = Transformer(MASKER)
 
 
 @pytest_asyncio.fixture
 async def sink(database: str) -> AsyncIterator[PostgresSink]:
     pool = await create_pool(database, 2)
-    yield PostgresSink(pool)
+    yield PostgresSink(pool, ErasureLedger(MASKER))
     await pool.close()
 
 
@@ -74,7 +76,7 @@ async def test_a_narrowed_column_refuses_rows_at_copy(
     await db.execute("ALTER TABLE user_logins ALTER COLUMN device_type TYPE varchar(4)")
     pool = await create_pool(database, 1)
     try:
-        fresh = PostgresSink(pool)
+        fresh = PostgresSink(pool, ErasureLedger(MASKER))
         processed = batch(["ios", "android", "web"])
         rows, rejects = split_outcomes(processed)
         result, refused = await write_isolating(

@@ -17,11 +17,12 @@ import pytest_asyncio
 
 import ingestor.rules
 from ingestor.audit import Request
-from ingestor.erasure import follow_erasures, forget, user_tokens
+from ingestor.erasure import follow_erasures, forget
 from ingestor.hooks import Stats
 from ingestor.isolation import Batch, write_isolating
-from ingestor.keys import generate_key_pair, mask_key_id
-from ingestor.masking import HmacMasker, Masker, canonical_ip
+from ingestor.keys import generate_key_pair
+from ingestor.ledger import ErasureLedger
+from ingestor.masking import HmacMasker, Masker, canonical_ip, mask_key_id
 from ingestor.models import Envelope, WriteResult
 from ingestor.postgres import PostgresSink, create_pool
 from ingestor.rekey import RekeyRefused, rekey
@@ -33,7 +34,7 @@ from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
 from ingestor.tokens import TOMBSTONE_PREFIX
 from ingestor.transform import Transformer
-from ingestor.vault import Opener, Sealer, VaultingMasker
+from ingestor.vault import Checker, Opener, Sealer, VaultingMasker
 from ingestor.writer import split_outcomes, vault_entries
 from tests.conftest import TEST_KEY, _create_database, _drop_database, with_database
 from tests.fakes import SENT_MS
@@ -82,6 +83,7 @@ def keys() -> VaultKeys:
 
 
 REQUEST = Request.of("TICKET-1234", "alice")
+CHECK_A = Checker(KEY_A)
 
 
 def event(user_id: str, **fields: Any) -> str:
@@ -188,7 +190,7 @@ async def test_reveal_returns_the_original_values_and_is_audited(
     _, reject_tokens = await tokens_in_tables(db)
     # When every token of the run is revealed (one unknown token among them)
     wanted = [*ip_tokens, *device_tokens, *sorted(reject_tokens), "f" * 64]
-    revealed = await reveal(db, keys.opener, wanted, REQUEST)
+    revealed = await reveal(db, keys.opener, CHECK_A, wanted, REQUEST)
     # Then each comes back in order, with its field and its canonical original value
     assert [r.token for r in revealed] == list(dict.fromkeys(wanted))
     by_token = {r.token: r for r in revealed}
@@ -210,10 +212,14 @@ async def test_reveal_returns_the_original_values_and_is_audited(
     assert remade == [r.token for r in known]
     everything_sent = plaintext_pii(bodies)
     assert all(r.value in everything_sent for r in known)
-    # And the reveal is on record: who, why, which tokens
-    audit = await db.fetch("SELECT actor, action, reason, tokens, at FROM pii_reveal_audit")
+    # And the reveal is on record: who (the database user, and whom they claimed to be),
+    # why, which tokens
+    audit = await db.fetch(
+        "SELECT actor, claimed_actor, action, reason, tokens, at FROM pii_audit_trail"
+    )
     assert len(audit) == 1
-    assert (audit[0]["actor"], audit[0]["action"], audit[0]["reason"]) == (
+    assert tuple(audit[0])[:4] == (
+        await db.fetchval("SELECT session_user"),
         "alice",
         "reveal",
         "TICKET-1234",
@@ -232,7 +238,7 @@ async def test_no_plaintext_anywhere_not_even_in_bytea(
     bodies = [e.body for e in generate(300, seed=23, junk_rate=0.1, repeat_rate=0.1)]
     await load(make_settings, sqs_queue, keys, bodies)
     tokens = [r["token"] for r in await db.fetch("SELECT token FROM pii_vault LIMIT 5")]
-    await reveal(db, keys.opener, tokens, REQUEST)
+    await reveal(db, keys.opener, CHECK_A, tokens, REQUEST)
     # When every table and column is scanned, bytea as raw bytes and arrays as text
     pii = plaintext_pii(bodies)
     assert len(pii) > 100
@@ -276,10 +282,10 @@ async def test_forget_by_token_erases_the_value_everywhere(
     )
     assert token in await vault_tokens(db)
     # And a custodian revealed it once (the audit trail names the token)
-    (before,) = await reveal(db, keys.opener, [token], REQUEST)
+    (before,) = await reveal(db, keys.opener, CHECK_A, [token], REQUEST)
     assert before.problem is None
     # When that value is forgotten
-    erased = await forget(db, [token], Request.of("DSR-42", "dpo"))
+    erased = await forget(db, KEY_A, Request.of("DSR-42", "dpo"), tokens=[token])
     # Then its vault row is gone and a tombstone stands where its token stood
     assert (erased.tokens, erased.vault_rows, erased.rows, erased.rejects) == (1, 1, 3, 1)
     assert token not in await vault_tokens(db)
@@ -311,7 +317,9 @@ async def test_forget_by_token_erases_the_value_everywhere(
     )
     # And a reveal of the token finds nothing, one of its tombstone says when it was
     # erased, and the other value still opens
-    first, second, third = await reveal(db, keys.opener, [token, device_token, stone], REQUEST)
+    first, second, third = await reveal(
+        db, keys.opener, CHECK_A, [token, device_token, stone], REQUEST
+    )
     assert first.value is None
     assert "not in the vault" in str(first.problem)
     expect_same(second.value, DEVICE_X, "the revealed device id")
@@ -319,14 +327,12 @@ async def test_forget_by_token_erases_the_value_everywhere(
     assert f"erased on {today}" in str(third.problem)
     # And the erasure is on record, naming the tombstone, not the erased token
     audit = await db.fetchrow(
-        "SELECT actor, reason, tokens FROM pii_reveal_audit WHERE action = 'forget'"
+        "SELECT claimed_actor, reason, tokens FROM pii_audit_trail WHERE action = 'forget'"
     )
     assert tuple(audit) == ("dpo", "DSR-42", [stone])
     # And no audit row names the erased token any more: not the reveal made before the
     # erasure, not the reveal attempted after it
-    named = await db.fetchval(
-        "SELECT count(*) FROM pii_reveal_audit WHERE tokens && ARRAY[$1]::varchar[]", token
-    )
+    named = await db.fetchval("SELECT count(*) FROM pii_audit_tokens WHERE token = $1", token)
     assert named == 0
     # And nothing in the database holds the value
     found = await find_plaintext(db, {IP_X})
@@ -338,7 +344,7 @@ async def test_forget_by_token_erases_the_value_everywhere(
     assert (
         await db.fetchval("SELECT masked_ip FROM user_logins WHERE user_id = 'user-new'") == token
     )
-    (again,) = await reveal(db, keys.opener, [token], REQUEST)
+    (again,) = await reveal(db, keys.opener, CHECK_A, [token], REQUEST)
     expect_same(again.value, IP_X, "the value vaulted again")
 
 
@@ -369,9 +375,7 @@ async def test_forget_by_user_id_erases_every_value_of_the_user(
     }
     others = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id <> $1", user)
     # When the user's values are forgotten
-    tokens = await user_tokens(db, user)
-    assert set(tokens) == expected
-    erased = await forget(db, tokens, Request.of("DSR-43", "dpo"), f"user_id {user}")
+    erased = await forget(db, KEY_A, Request.of("DSR-43", "dpo"), user_id=user)
     # Then none of them is in the vault or the tables, and tombstones stand in their place
     assert (erased.tokens, erased.vault_rows, erased.rows, erased.rejects) == (5, 5, 2, 1)
     assert expected.isdisjoint(await vault_tokens(db))
@@ -382,44 +386,43 @@ async def test_forget_by_user_id_erases_every_value_of_the_user(
     )
     assert len(rows) == 2
     assert all(v.startswith(TOMBSTONE_PREFIX) for r in rows for v in r.values())
-    (reject,) = [
-        r
-        for r in await db.fetch(
-            "SELECT body, pii_tokens, sealed_body FROM ingestor_rejects"
-            " WHERE reason_code = 'invalid_locale'"
-        )
-        if orjson.loads(r["body"])["user_id"] == user
-    ]
+    # And the user's reject keeps nothing of its body, found by its user's digest
+    (reject,) = await db.fetch(
+        "SELECT body, body_kind, pii_tokens, sealed_body FROM ingestor_rejects"
+        " WHERE user_digest = $1",
+        masker.digest_user(user),
+    )
+    assert (reject["body"], reject["body_kind"], reject["sealed_body"]) == (None, "erased", None)
     assert all(t.startswith(TOMBSTONE_PREFIX) for t in reject["pii_tokens"])
-    assert reject["sealed_body"] is None
-    assert await user_tokens(db, user) == []
     # And the other users' rows are untouched
     assert others == await db.fetch(
         f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id <> $1", user
     )
     # And reveal finds none of the tokens; the audit row names the user
-    revealed = await reveal(db, keys.opener, sorted(expected), REQUEST)
+    revealed = await reveal(db, keys.opener, CHECK_A, sorted(expected), REQUEST)
     assert all("not in the vault" in str(r.problem) for r in revealed)
+    # (by the user's keyed digest: the trail does not say in plaintext who asked)
     detail = await db.fetchval("SELECT detail FROM pii_reveal_audit WHERE action = 'forget'")
-    assert detail == f"user_id {user}"
+    assert detail == f"user {masker.digest_user(user)[:16]}"
     found = await find_plaintext(db, {IP_Y, canonical_ip(IP_Z), DEVICE_Y1, DEVICE_Y2, DEVICE_Y3})
     assert found == []
 
 
-async def test_forget_reaches_a_reject_kept_without_its_body(
+async def test_forget_reaches_a_reject_whose_body_nests_too_deep_to_write_back(
     database: str, db: asyncpg.Connection, keys: VaultKeys
 ) -> None:
-    # Given a reject nested too deep to keep as JSON, whose ip was masked and vaulted
+    # Given a reject nested too deep to write back as JSON, whose ip was masked and vaulted
     deep = '{"ip": "' + IP_X + '", "a": ' + "[" * 300 + "]" * 300 + "}"
     await write_through_sink(database, [Envelope("m1", "", deep, SENT_MS)], keys.masker())
     token = HmacMasker(KEY_A).mask_ip(IP_X)
     reject = await db.fetchrow("SELECT body, body_kind, pii_tokens FROM ingestor_rejects")
-    assert (reject["body"], reject["body_kind"]) == (None, "too_deep")
+    # (its nested value is described, not written back)
+    assert orjson.loads(reject["body"]) == {"ip": token, "a": {"type": "array", "size": 1}}
     # Then its token is listed, as for any reject
     assert reject["pii_tokens"] == [token]
     assert await vault_tokens(db) == {token}
     # When the value is forgotten
-    erased = await forget(db, [token], REQUEST)
+    erased = await forget(db, KEY_A, REQUEST, tokens=[token])
     # Then the reject loses its sealed original too: the value is nowhere to be opened
     assert (erased.vault_rows, erased.rejects) == (1, 1)
     assert await db.fetchval("SELECT sealed_body FROM ingestor_rejects") is None
@@ -458,7 +461,7 @@ async def write_through_sink(
     """Load as the service does: transform, then write batches with isolation."""
     pool = await create_pool(url, 2)
     try:
-        sink, transformer = PostgresSink(pool), Transformer(masker)
+        sink, transformer = PostgresSink(pool, ErasureLedger(masker)), Transformer(masker)
         for start in range(0, len(envelopes), 50):
             processed = [transformer.process(e) for e in envelopes[start : start + 50]]
             rows, rejects = split_outcomes(processed)
@@ -477,7 +480,7 @@ async def state(db: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
     rows = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins ORDER BY message_id")
     rejects = await db.fetch(
         "SELECT message_id, reason_code, reason, body, body_kind, pii_tokens, body_digest,"
-        " sealed_body IS NOT NULL AS sealed FROM ingestor_rejects ORDER BY message_id"
+        " sealed_body IS NOT NULL AS sealed, user_digest FROM ingestor_rejects ORDER BY message_id"
     )
     vault = await db.fetch("SELECT token, field, key_id, mask_key_id FROM pii_vault ORDER BY token")
     return {
@@ -523,7 +526,7 @@ async def test_rekey_gives_what_a_fresh_load_under_the_new_key_gives(
     before = await state(db)
     assert before["rows"] != expected["rows"]
     # When this one is rekeyed from A to B
-    done = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=40)
+    done = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=40)
     # Then rows, rejects and vault tokens are what the fresh load under B holds
     after = await state(db)
     assert after["rows"] == expected["rows"]
@@ -533,7 +536,9 @@ async def test_rekey_gives_what_a_fresh_load_under_the_new_key_gives(
     assert done.unvaulted_rows == 0
     # And the moved vault rows still open to the values their new tokens are made from
     masker = HmacMasker(KEY_B)
-    revealed = await reveal(db, keys.opener, [t[0] for t in after["vault"]], REQUEST)
+    revealed = await reveal(
+        db, keys.opener, Checker(KEY_B), [t[0] for t in after["vault"]], REQUEST
+    )
     assert all(
         (masker.mask_ip(str(r.value)) if r.field == "ip" else masker.mask_device_id(str(r.value)))
         == r.token
@@ -541,7 +546,7 @@ async def test_rekey_gives_what_a_fresh_load_under_the_new_key_gives(
     )
     # When it is run again
     settled = await full_state(db)
-    again = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=40)
+    again = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=40)
     # Then nothing changes
     assert (again.values, again.rows, again.rejects) == (0, 0, 0)
     assert await full_state(db) == settled
@@ -566,7 +571,9 @@ async def test_an_interrupted_rekey_resumes_to_the_same_state(
 
     # When a rekey stops after its first batch
     with pytest.raises(Interrupted):
-        await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=25, on_batch=stop_after_first)
+        await rekey(
+            db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=25, on_batch=stop_after_first
+        )
     # Then that batch's new tokens are committed to the rotation's map, the rotation is
     # recorded as under way, and no table has changed yet
     assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") == 25
@@ -581,9 +588,9 @@ async def test_an_interrupted_rekey_resumes_to_the_same_state(
     )
     # And a rotation to another key is refused until this one is finished
     with pytest.raises(RekeyRefused, match="unfinished"):
-        await rekey(db, keys.opener, KEY_A + b"-other", REQUEST)
+        await rekey(db, keys.opener, CHECK_A, KEY_A + b"-other", REQUEST)
     # When it is run again
-    done = await rekey(db, keys.opener, KEY_B, REQUEST, batch_size=25)
+    done = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, batch_size=25)
     # Then it does the rest, and the result is the uninterrupted one, its work tables empty
     assert done.values == total - 25
     assert await state(db) == expected
@@ -604,9 +611,9 @@ async def test_rekey_counts_rows_it_cannot_recompute(
     old_rows = await db.fetch(f"SELECT {ROW_COLUMNS} FROM user_logins WHERE user_id LIKE 'old-%'")
     # When the key is rotated, it is refused: those rows would keep old-key tokens
     with pytest.raises(RekeyRefused, match="4 rows hold tokens with no vault entry"):
-        await rekey(db, keys.opener, KEY_B, REQUEST)
+        await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST)
     # When it is rotated accepting that
-    done = await rekey(db, keys.opener, KEY_B, REQUEST, accept_unvaulted=True)
+    done = await rekey(db, keys.opener, CHECK_A, KEY_B, REQUEST, accept_unvaulted=True)
     # Then the vaulted rows are rekeyed, and the others are counted and left as they were
     assert (done.values, done.rows, done.unvaulted_rows) == (6, 3, 4)
     assert old_rows == await db.fetch(
@@ -631,7 +638,9 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def replayer(keys: VaultKeys, pool: asyncpg.Pool) -> Replay:
-    return Replay(keys.opener, Transformer(keys.masker(KEY_A)), PostgresSink(pool), batch_size=7)
+    masker = keys.masker(KEY_A)
+    sink = PostgresSink(pool, ErasureLedger(masker))
+    return Replay(keys.opener, Transformer(masker), sink, batch_size=7)
 
 
 async def counts(db: asyncpg.Connection) -> tuple[int, int, int]:
@@ -690,7 +699,7 @@ async def test_replay_loads_rows_the_database_refused_once(
     assert await counts(db) == loaded
     # And each run is audited when it starts (so a run cut short is on record) and ends
     audit = await db.fetch(
-        "SELECT actor, detail FROM pii_reveal_audit WHERE action = 'replay' ORDER BY id"
+        "SELECT actor, detail FROM pii_audit_trail WHERE action = 'replay' ORDER BY seq"
     )
     assert [r["detail"] for r in audit] == [
         "start: reason db_23514",
@@ -796,7 +805,7 @@ async def test_a_running_service_vaults_a_value_again_after_its_erasure(
             await asyncio.sleep(0.01)
         assert pool.reads, "the follower never read the audit trail"
         # When the value is erased while that service runs
-        await forget(db, [token], Request("dpo", "DSR-1"))
+        await forget(db, KEY_A, Request("dpo", "DSR-1"), tokens=[token])
         # Then within the follower's interval, the masker seals it again when seen
         for _ in range(100):
             masker.mask_ip(IP_X)

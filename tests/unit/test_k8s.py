@@ -18,6 +18,7 @@ from kubernetes_validate.utils import major_minor
 
 from ingestor.errors import ConfigError
 from ingestor.settings import Settings, env_name, load_settings
+from tests.conftest import TEST_KEY
 from tests.unit.deploy_files import (
     DATA,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -505,7 +506,7 @@ def test_configmap_holds_valid_non_secret_settings(
     monkeypatch.chdir(tmp_path)  # no .env here
     for name, value in data.items():
         monkeypatch.setenv(name, value)
-    settings = load_settings(hmac_key="k" * 32, database_url="postgresql://u@db:5432/x")
+    settings = load_settings(hmac_key=TEST_KEY, database_url="postgresql://u@db:5432/x")
     assert settings.queue_url == data["INGESTOR_QUEUE_URL"]
     assert settings.shutdown_timeout == float(data["INGESTOR_SHUTDOWN_TIMEOUT"])
 

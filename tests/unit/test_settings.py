@@ -7,7 +7,7 @@ import pytest
 from ingestor.errors import ConfigError
 from ingestor.settings import DEMO_HMAC_KEY, load_settings
 
-GOOD_KEY = "x" * 32
+GOOD_KEY = "settings-test-key-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from ingestor.hooks import Hooks
 from ingestor.models import QueueDepth
 from ingestor.settings import Settings
 from ingestor.telemetry import Telemetry, observing, sample_depth
+from tests.conftest import TEST_KEY
 from tests.fakes import RecordingHooks
 
 
@@ -51,7 +52,7 @@ async def test_the_sampler_reports_depths_and_rides_out_a_failed_sample() -> Non
 
 
 def settings(**values: object) -> Settings:
-    return Settings(queue_url="http://127.0.0.1:9/q", hmac_key=SecretStr("k" * 32), **values)
+    return Settings(queue_url="http://127.0.0.1:9/q", hmac_key=SecretStr(TEST_KEY), **values)
 
 
 async def test_with_port_and_progress_off_only_readiness_observes() -> None:

@@ -92,7 +92,7 @@ def test_broken_bodies_become_rejects_with_reasons(
     assert outcome.sent_at == dt.datetime.fromtimestamp(SENT_MS / 1000, dt.UTC)
 
 
-def test_a_rejected_object_keeps_its_body_with_pii_masked_at_any_depth() -> None:
+def test_a_rejected_object_keeps_its_login_fields_masked_and_describes_the_rest() -> None:
     # Given junk that carries PII at the top, nested, under odd spellings and odd types
     body = {
         "foo": "oops",
@@ -102,15 +102,17 @@ def test_a_rejected_object_keeps_its_body_with_pii_masked_at_any_depth() -> None
     }
     # When it is rejected
     outcome = process(orjson.dumps(body))
-    # Then the stored body has tokens where the PII was, the same tokens as loaded rows get
+    # Then the stored body has the ip's token, the same as loaded rows get, and of the
+    # other keys only their names, types and sizes (an allow-list: PRODUCT.md rule 6)
     assert isinstance(outcome, Rejection)
     assert outcome.body is not None
-    stored = orjson.loads(outcome.body)
-    assert stored["foo"] == "oops"
-    assert stored["ip"] == MASKER.mask_ip(IP)
-    assert stored["inner"][0]["device_id"] == MASKER.mask_device_id(DEVICE)
-    assert stored["inner"][1]["IP_Address"] == MASKER.mask_ip(IP)
-    assert stored["Device-Id"] == MASKER.mask_device_id("5935475928")
+    assert orjson.loads(outcome.body) == {
+        "foo": {"type": "string", "size": 4},
+        "ip": MASKER.mask_ip(IP),
+        "inner": {"type": "array", "size": 2},
+        "Device-Id": {"type": "number", "size": 10},
+    }
+    assert outcome.pii_tokens == (MASKER.mask_ip(IP),)
     assert IP not in outcome.body
     assert DEVICE not in outcome.body
     assert "5935475928" not in outcome.body
@@ -172,13 +174,14 @@ def test_canonical_ip_rejects_non_addresses() -> None:
         canonical_ip("localhost")
 
 
-def test_a_rejected_object_nested_too_deep_to_write_back_is_kept_without_body() -> None:
-    # orjson reads 1024 levels but writes at most 254: such a body cannot be stored as JSON
+def test_a_rejected_object_nested_deeper_than_json_can_be_written_is_described() -> None:
+    # orjson reads 1024 levels but writes at most 254: the nested value is described, not
+    # written back
     deep = '{"a": ' + "[" * 300 + "]" * 300 + "}"
     outcome = process(deep)
     assert isinstance(outcome, Rejection)
     assert (outcome.reason_code, outcome.body, outcome.body_kind) == (
         "missing_user_id",
-        None,
-        "too_deep",
+        '{"a":{"type":"array","size":1}}',
+        "object",
     )

@@ -15,24 +15,32 @@ import pytest
 from nacl.bindings import crypto_box_seal_open
 from nacl.exceptions import CryptoError
 
-from ingestor.admin import printable
 from ingestor.errors import ConfigError, RowRejected
 from ingestor.isolation import refused_reject
 from ingestor.keys import (
     KeyFileError,
     decode_key,
     generate_key_pair,
-    mask_key_id,
     public_key_of,
     read_private_key,
     vault_key_id,
     write_private_key,
 )
-from ingestor.masking import HmacMasker, canonical_ip
-from ingestor.models import Envelope, LoginRow, Processed, Rejection
+from ingestor.masking import HmacMasker, canonical_ip, mask_key_id
+from ingestor.models import VAULT_COLUMNS, Envelope, LoginRow, Processed, Rejection, VaultEntry
 from ingestor.settings import load_settings
+from ingestor.terminal import printable
 from ingestor.transform import Transformer
-from ingestor.vault import Opener, SealedError, Sealer, VaultingMasker, VaultMemory
+from ingestor.vault import (
+    Checker,
+    EntryRefused,
+    Opener,
+    SealedError,
+    Sealer,
+    VaultingMasker,
+    VaultMemory,
+    framed,
+)
 from tests.fakes import SENT_MS
 from tests.pii import expect_absent, expect_same
 
@@ -65,6 +73,17 @@ def opener(key_pair: tuple[bytes, bytes]) -> Opener:
 
 def vaulting(sealer: Sealer, cache_size: int = 100) -> VaultingMasker:
     return VaultingMasker(HMAC_KEY, sealer, cache_size)
+
+
+def value_of(opener: Opener, entry: VaultEntry) -> str:
+    """An entry's value as reveal gets it: opened, and checked against its token."""
+    return opener.open_entry(as_row(entry), Checker(HMAC_KEY))
+
+
+def as_row(entry: VaultEntry, **changes: Any) -> dict[str, Any]:
+    """The entry as its pii_vault row reads, with `changes` made to it."""
+    row = {name: getattr(entry, name) for name in VAULT_COLUMNS}
+    return row | changes
 
 
 def key_texts(key: bytes) -> list[str]:
@@ -266,8 +285,67 @@ def test_the_loader_side_holds_no_private_key_and_cannot_open(
     with pytest.raises(CryptoError):
         crypto_box_seal_open(entry.sealed, public, impostor)
     # Only the private key's holder can
-    expect_same(Opener(private).open(entry.sealed, entry.key_id), IP.encode(), "the value")
+    expect_same(value_of(Opener(private), entry), IP, "the value")
     assert all(form not in repr(Opener(private)) for form in key_texts(private))
+
+
+def test_an_entry_opens_only_as_the_value_of_its_own_token(sealer: Sealer, opener: Opener) -> None:
+    masker = vaulting(sealer)
+    masker.mask_ip(IP)
+    masker.mask_device_id(DEVICE)
+    ip_entry, device_entry = masker.take()
+    checker = Checker(HMAC_KEY)
+    assert opener.open_entry(as_row(ip_entry), checker) == IP
+    # Moved to another row (another token, another field), it is refused
+    for row in (
+        as_row(ip_entry, token=device_entry.token),
+        as_row(ip_entry, field="device_id"),
+        as_row(device_entry, sealed=ip_entry.sealed),
+    ):
+        with pytest.raises(EntryRefused, match="does not match its token"):
+            opener.open_entry(row, checker)
+
+
+@pytest.mark.parametrize("form", ["bare", "framed"])
+def test_a_value_sealed_by_someone_with_the_public_key_is_refused(
+    sealer: Sealer, opener: Opener, form: str
+) -> None:
+    # Given a real entry, re-sealed by someone with write access to pii_vault, who knows
+    # the token (it is in the row) and the public key (it is no secret)
+    masker = vaulting(sealer)
+    masker.mask_ip(IP)
+    (entry,) = masker.take()
+    forged = b"203.0.113.66"
+    text = forged if form == "bare" else framed("ip", entry.token, forged)
+    row = as_row(entry, sealed=sealer.seal(text))
+    # Then it opens, but is refused: the forged value does not make the token
+    with pytest.raises(EntryRefused, match="does not match its token") as raised:
+        opener.open_entry(row, Checker(HMAC_KEY))
+    expect_absent([forged.decode()], str(raised.value), "the refusal")
+
+
+def test_an_entry_from_before_framing_still_opens_when_it_makes_its_token(
+    sealer: Sealer, opener: Opener
+) -> None:
+    token = HmacMasker(HMAC_KEY).mask_device_id(DEVICE)
+    row = {
+        "token": token,
+        "field": "device_id",
+        "sealed": sealer.seal(DEVICE.encode()),  # how the previous release sealed it
+        "key_id": sealer.key_id,
+        "mask_key_id": mask_key_id(HMAC_KEY),
+    }
+    assert opener.open_entry(row, Checker(HMAC_KEY)) == DEVICE
+
+
+def test_an_entry_made_with_another_masking_key_cannot_be_checked(
+    sealer: Sealer, opener: Opener
+) -> None:
+    masker = vaulting(sealer)
+    masker.mask_ip(IP)
+    (entry,) = masker.take()
+    with pytest.raises(EntryRefused, match="cannot be checked"):
+        opener.open_entry(as_row(entry), Checker(b"another-masking-key-0123456789abcdef"))
 
 
 # --- VaultingMasker ----------------------------------------------------------------------
@@ -292,8 +370,8 @@ def test_each_unknown_token_is_sealed_once_per_message(sealer: Sealer, opener: O
     assert [(e.token, e.field) for e in entries] == [(ip_token, "ip"), (device_token, "device_id")]
     assert {e.key_id for e in entries} == {sealer.key_id}
     assert {e.mask_key_id for e in entries} == {mask_key_id(HMAC_KEY)}
-    opened = [opener.open(e.sealed, e.key_id) for e in entries]
-    expect_same(opened, [IP.encode(), DEVICE.encode()], "the opened entries")
+    opened = [value_of(opener, e) for e in entries]
+    expect_same(opened, [IP, DEVICE], "the opened entries")
     # And take() hands them over once
     assert masker.take() == ()
 
@@ -371,11 +449,11 @@ def test_a_row_carries_the_vault_entries_of_its_values(sealer: Sealer, opener: O
     assert by_field["ip"].token == row.masked_ip
     assert by_field["device_id"].token == row.masked_device_id
     expect_same(
-        opener.open(by_field["ip"].sealed, sealer.key_id),
-        canonical_ip(IP).encode(),
+        value_of(opener, by_field["ip"]),
+        canonical_ip(IP),
         "the vaulted ip (canonical form)",
     )
-    expect_same(opener.open(by_field["device_id"].sealed, sealer.key_id), DEVICE.encode(), "id")
+    expect_same(value_of(opener, by_field["device_id"]), DEVICE, "id")
     # And the next message (nothing committed yet) carries only its own entries
     second = process(transformer, orjson.dumps({"user_id": "u2"}), "m2")
     assert second.vault == ()
@@ -499,10 +577,13 @@ def test_a_reject_the_database_refused_keeps_its_tokens_for_erasure() -> None:
         pii_tokens=("t1",),
         sealed_body=b"sealed",
         key_id="vk-1",
+        user_digest="u1",
     )
     # When the database refuses it and only a minimal reject is kept
     minimal = refused_reject(original, RowRejected("22001", "StringDataRightTruncationError"))
-    # Then the tokens stay listed, so `forget` can reach the sealed body
+    # Then the tokens stay listed, so `forget` can reach the sealed body, and so does its
+    # user's digest, so `forget --user-id` finds it
     assert minimal.body is None
     assert minimal.pii_tokens == ("t1",)
     assert minimal.sealed_body == b"sealed"
+    assert minimal.user_digest == "u1"

@@ -22,6 +22,7 @@ from ingestor.keys import (
     weak_key_problem,
     write_private_key,
 )
+from ingestor.masking import mask_key_id
 from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.terminal import printable
 
@@ -162,7 +163,7 @@ def _reveal(settings: Settings, args: argparse.Namespace) -> int:
     opener = _opener(args)
     request = _request(args)
     checker = _checker(settings)
-    results = _run(settings, lambda c: reveal(c, opener, checker, args.tokens, request))
+    results = _run(settings, lambda c: reveal(c, opener, checker, args.tokens, request), keyed=True)
     for item in results:
         if item.problem is None:
             print(f"{printable(item.token)}\t{item.field}\t{printable(item.value or '')}")
@@ -222,7 +223,12 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
     opener = _opener(args)
     request = _request(args)
     options = {"batch_size": args.batch_size, "accept_unvaulted": args.accept_unvaulted}
-    done = _run(settings, lambda c: rekey(c, opener, checker, new_key, request, **options))
+    done = _run(
+        settings,
+        lambda c: rekey(c, opener, checker, new_key, request, **options),
+        keyed=True,
+        also=(mask_key_id(new_key),),  # a rotation already finished moved the record
+    )
     print(f"rekeyed {done.values} values: {done.rows} rows, {done.rejects} rejects rewritten")
     if done.unvaulted_rows:
         print(
@@ -313,12 +319,21 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
             tools = Replay(opener, Transformer(masker), sink)
             return await replay(connection, tools, request, reason)
 
-    total = _run(settings, work)
+    total = _run(settings, work, keyed=True)
     print(f"replayed: loaded {total.inserted + total.replaced}, still rejected {total.rejected}")
     return 0
 
 
-def _run(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+def _run(
+    settings: Settings,
+    work: Callable[[Any], Awaitable[Any]],
+    *,
+    keyed: bool = False,
+    also: tuple[str, ...] = (),
+) -> Any:
+    """`work` on one connection, after migrating; `keyed`: only with the masking key the
+    tables' tokens are made with (exit 2 otherwise)."""
+    from ingestor import keyrecord  # noqa: PLC0415
     from ingestor.cli import run_async  # noqa: PLC0415
     from ingestor.postgres import connect, mapped_errors  # noqa: PLC0415
     from ingestor.schema import migrate  # noqa: PLC0415
@@ -330,6 +345,8 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
         try:
             async with mapped_errors():
                 await migrate(connection)
+                if keyed:
+                    await keyrecord.verify(connection, mask_key_id(settings.key_bytes), *also)
                 return await work(connection)
         finally:
             await connection.close()

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from ingestor import keyrecord
 from ingestor.audit import Request, record
 from ingestor.errors import PermanentError
 from ingestor.ledger import ERASURE_LOCK
@@ -99,11 +100,7 @@ async def _alone(connection: Any, key_id: str) -> None:
             f"a key rotation to {printable(state['mask_key_id'])} is unfinished: run rekey "
             "again to finish it, then forget"
         )
-    if await connection.fetchval(query("vault_of_another_key"), key_id):
-        raise ErasureRefused(
-            f"the vault's tokens were not made with INGESTOR_HMAC_KEY ({key_id}): forget "
-            "needs the key the service runs with"
-        )
+    await keyrecord.verify(connection, key_id)  # the key the tables' tokens are made with
     await connection.execute(query("erasure_lock"), ERASURE_LOCK)
 
 

@@ -57,6 +57,14 @@ async def _wait_for_rotation(connection: Any, ours: str, poll: float) -> None:
         await asyncio.sleep(poll)
 
 
+async def verify(connection: Any, key_id: str, *also: str) -> None:
+    """Raise `ConfigError` if a key is recorded and it is neither `key_id` nor one of
+    `also` (rekey may run again once its rotation has moved the record)."""
+    recorded = await connection.fetchrow(query("masking_key"))
+    if recorded is not None and recorded["mask_key_id"] not in (key_id, *also):
+        raise mismatch(key_id, recorded["mask_key_id"])
+
+
 async def check(connection: Any, key: bytes) -> str:
     """`check`'s line on the key, without recording anything; raises on a mismatch."""
     ours = mask_key_id(key)

@@ -79,7 +79,7 @@ async def test_a_message_redelivered_after_forget_lands_tombstoned_and_is_not_va
     env, key_file = await vault_env(make_settings, tmp_path)
     await sqs_queue.send([login(USER, ip=IP, device_id=DEVICE)])
     settings = make_settings(vault_public_key=env["INGESTOR_VAULT_PUBLIC_KEY"])
-    assert await crash_after_commit(settings, 1) == 1
+    assert (await crash_after_commit(settings, 1)).messages == 1
     tokens = [MASKER.mask_ip(IP), MASKER.mask_device_id(DEVICE)]
     # When a data-subject request erases the user's values
     result = await run("forget", "--user-id", USER, "--reason", "DSR-1", env=env)

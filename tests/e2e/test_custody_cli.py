@@ -262,6 +262,13 @@ async def test_the_custody_commands_end_to_end(
     value = result.stdout.strip().split("\t")[2]
     assert HmacMasker(NEW_KEY.encode()).mask_device_id(value) == token
     expect_same(value in pii, True, "the revealed value is one that was sent")
+    # And the rotation moved the tables' record of their masking key: the old key is
+    # refused from now on, with exit 2 (a service started with it would mix tokens)
+    recorded = await db.fetchval("SELECT mask_key_id FROM ingestor_masking_key")
+    assert recorded == mask_key_id(NEW_KEY.encode())
+    result = await cli("reveal", token, *args, env={**env, "INGESTOR_HMAC_KEY": TEST_KEY})
+    assert result.returncode == 2
+    assert "rotate with `ingestor rekey`" in result.stderr
 
     # When the rejects are listed
     result = await cli("rejects", "list", env=env)

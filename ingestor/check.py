@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ingestor import keyrecord
-from ingestor.errors import ConfigError, IngestorError
+from ingestor.errors import ConfigError, IngestorError, QueueError, QueueGone
 from ingestor.postgres import connect, mapped_errors
 from ingestor.schema import schema_problems
-from ingestor.service import open_queue
+from ingestor.service import not_found, open_queue
 from ingestor.settings import Settings, env_name
 
 
 async def check_queue(settings: Settings) -> list[str]:
     async with open_queue(settings) as queue:
-        attributes = await queue.attributes()
+        try:
+            attributes = await queue.attributes()
+        except QueueGone:
+            raise not_found(queue, settings) from None
+        except IngestorError as error:
+            if (hint := settings.endpoint_hint()) is None:
+                raise
+            raise QueueError(f"{error}; {hint}") from None
     depth = attributes.depth
     if settings.visibility_timeout:
         visibility = f"{settings.visibility_timeout} s (from {env_name('visibility_timeout')})"

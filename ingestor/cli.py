@@ -30,6 +30,14 @@ T = TypeVar("T")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
+# The settings each command cannot do without: all of them are checked at once.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "run": ("queue_url", "database_url", "hmac_key"),
+    "check": ("queue_url", "database_url", "hmac_key"),
+    "migrate": ("database_url",),
+}
+
+
 def _flag_help(text: str, field: str) -> str:
     return f"{text} [env: {env_name(field)}]"
 
@@ -74,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         "demo_seed": getattr(args, "seed", None),
     }
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(REQUIRED.get(command, ()), **overrides)
         configure(settings.log_level, settings.log_format)
         if command in HANDLERS:
             return HANDLERS[command](settings, args)
         return COMMANDS[command](settings)
     except ConfigError as error:
-        print(f"ingestor: configuration error: {error}", file=sys.stderr)
+        for line in error.lines:
+            print(f"ingestor: configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     except IngestorError as error:
         log.error("stopped: %s", error, extra={"event": "fatal", "error": type(error).__name__})

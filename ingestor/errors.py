@@ -13,12 +13,19 @@ class IngestorError(Exception):
 
 
 class ConfigError(IngestorError):
-    """A bad setting. `variable` names the environment variable at fault."""
+    """Bad settings: one (variable, problem) per bad or missing variable, all at once.
+    `variable` and `problem` name the first."""
 
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
+    def __init__(self, variable: str, problem: str, *more: tuple[str, str]) -> None:
+        self.problems: tuple[tuple[str, str], ...] = ((variable, problem), *more)
+        super().__init__("; ".join(f"{name}: {text}" for name, text in self.problems))
         self.variable = variable
         self.problem = problem
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per bad or missing variable."""
+        return [f"{name}: {text}" for name, text in self.problems]
 
 
 class PermanentError(IngestorError):

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import re
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
@@ -41,7 +44,7 @@ from ingestor.models import (
     WriteResult,
 )
 from ingestor.queries import query
-from ingestor.sqs_errors import printable
+from ingestor.terminal import printable
 
 STAGING_TABLE = "ingestor_staging"
 # connection, resources, shutdown, I/O, transaction rollback (serialization, deadlock)
@@ -138,9 +141,52 @@ async def _prepare_connection(connection: asyncpg.Connection) -> None:
     await connection.execute(query("staging"))
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a DSN points, in the words of an error message (never its password)."""
+
+    where: str  # host:port, or a socket folder
+    database: str
+    user: str
+
+    @classmethod
+    def of(cls, dsn: str) -> Target:
+        parts = urlsplit(dsn)
+        query_args = dict(parse_qsl(parts.query))
+        user = parts.username or query_args.get("user") or getpass.getuser()
+        host = parts.hostname or query_args.get("host") or "localhost"
+        port = parts.port or int(query_args.get("port", 5432))
+        where = f"socket {host}" if host.startswith("/") else f"{host}:{port}"
+        return cls(where, parts.path.lstrip("/") or query_args.get("dbname") or user, user)
+
+
+@contextlib.asynccontextmanager
+async def connecting(dsn: str) -> AsyncIterator[None]:
+    """Errors of connecting to `dsn`, named with what was tried: host and port, database
+    and user. No answer at all is transient (a database that starts later is waited for)."""
+    target = Target.of(dsn)
+    try:
+        yield
+    except asyncpg.InvalidCatalogNameError:
+        raise DatabaseError(
+            f'database "{target.database}" does not exist on {target.where}'
+        ) from None
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as error:
+        raise DatabaseError(
+            f'PostgreSQL on {target.where} refused user "{target.user}" ({printable(str(error))})'
+        ) from None
+    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as error:
+        raise DatabaseUnavailable(
+            f"no PostgreSQL answers at {target.where} ({type(error).__name__}: "
+            f"{printable(str(error))})"
+        ) from None
+    except _CONNECTION_ERRORS as error:
+        raise classify(error) from None
+
+
 async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
     """A pool whose connections each have their staging table."""
-    async with mapped_errors():
+    async with connecting(dsn):
         pool = await asyncpg.create_pool(
             dsn,
             min_size=1,
@@ -168,7 +214,7 @@ async def ping(pool: asyncpg.Pool) -> None:
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
-    async with mapped_errors():
+    async with connecting(dsn):
         return await asyncpg.connect(dsn, timeout=10)
 
 

@@ -75,6 +75,8 @@ async def schema_problems(connection: Any) -> list[str]:
     """What is missing or different from what the ingestor needs; empty when all is well."""
     problems: list[str] = []
     async with mapped_errors():
+        if not await connection.fetchval(query("migrations_table_exists")):
+            return ["the database has no ingestor tables yet: run `ingestor migrate`"]
         pending = await _pending_migrations(connection)
         if pending:
             problems.append(f"migrations not applied: {', '.join(pending)} (run: ingestor migrate)")

@@ -161,13 +161,18 @@ async def _run_pipeline(
 
 
 async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:
+    if (hint := settings.endpoint_hint()) is not None:
+        log.warning("%s", hint, extra={"event": "endpoint_hint"})
     try:
         return await observed("startup", queue.attributes, RETRY_FOREVER, hooks)
     except QueueGone:
-        raise QueueGone(
-            f"queue {queue.url} does not exist (region {settings.region or 'from botocore'}): "
-            f"check {env_name('queue_url')} and the region"
-        ) from None
+        raise not_found(queue, settings) from None
+
+
+def not_found(queue: SqsQueue, settings: Settings) -> QueueGone:
+    """The queue is not where the settings say, in plain words."""
+    hint = settings.endpoint_hint() or f"check {env_name('queue_url')} and the region"
+    return QueueGone(f"queue {queue.name} does not exist in {queue.region} ({queue.url}): {hint}")
 
 
 def in_force(settings: Settings, attributes: QueueAttributes) -> int:

@@ -6,10 +6,14 @@ repeats the value, because some values are secrets.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +23,11 @@ from ingestor.keys import decode_key, weak_key_problem
 ENV_PREFIX = "INGESTOR_"
 # The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.
 DEMO_HMAC_KEY = "demo-key-not-secret-do-not-use-in-production-0123456789"
+# The domains of AWS's SQS endpoints in every partition.
+_AWS_HOST = re.compile(
+    r"(\.amazonaws\.com|\.amazonaws\.com\.cn|\.api\.aws|\.c2s\.ic\.gov|\.sc2s\.sgov\.gov"
+    r"|\.cloud\.adc-e\.uk|\.csp\.hci\.ic\.gov)$"
+)
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 # A host name, an IPv4 address or an IPv6 address (letters, digits, '.', '-', ':').
 _HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
@@ -118,6 +127,23 @@ class Settings(BaseSettings):
         found = _REGION_IN_URL.search(self.queue_url or "")
         return found.group(1) if found else None
 
+    def endpoint_hint(self) -> str | None:
+        """A hint when the queue URL is not on AWS and nothing points the client at its
+        server (the calls would go to AWS's public endpoint)."""
+        host = urlsplit(self.queue_url or "").hostname or ""
+        if (
+            not host
+            or _AWS_HOST.search(host)
+            or self.sqs_endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_SQS")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        ):
+            return None
+        return (
+            f"the queue URL's host {host} is not AWS's and no endpoint is set: set "
+            f"{env_name('sqs_endpoint_url')} to that server (e.g. http://{host}:4566)"
+        )
+
     @property
     def key_bytes(self) -> bytes:
         if self.hmac_key is None:
@@ -135,10 +161,12 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value()
 
     def require(self, *fields: str) -> None:
-        """Raise ConfigError for the first of `fields` that is unset."""
-        for field in fields:
-            if getattr(self, field) is None:
-                raise ConfigError(env_name(field), "is required")
+        """Raise one ConfigError naming every one of `fields` that is unset."""
+        missing = [
+            (env_name(field), "is required") for field in fields if getattr(self, field) is None
+        ]
+        if missing:
+            raise ConfigError(*missing[0], *missing[1:])
 
     def require_production_key(self) -> None:
         """`run`, `check`, `rekey` and `rejects replay` refuse the public demo key unless
@@ -159,20 +187,56 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, .env and `overrides` (CLI flags win)."""
+def load_settings(required: Sequence[str] = (), **overrides: Any) -> Settings:
+    """Settings from the environment, .env and `overrides` (CLI flags win). Every bad
+    value and every unset one of `required` is named in one ConfigError. The AWS and
+    proxy variables of .env are exported for botocore, as in any AWS tool."""
     given = {name: value for name, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as error:
-        raise _config_error(error) from None
+        problems = _problems(error)
+        bad = {name for name, _ in problems}
+        problems += [
+            (env_name(field), "is required")
+            for field in required
+            if env_name(field) not in bad and _unset(field, given)
+        ]
+        raise ConfigError(*problems[0], *problems[1:]) from None
+    settings.require(*required)
+    export_aws_settings(str(settings.model_config.get("env_file") or ".env"))
+    return settings
 
 
-def _config_error(error: ValidationError) -> ConfigError:
-    first = error.errors(include_input=False, include_url=False)[0]
-    field = str(first["loc"][0]) if first["loc"] else "settings"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return ConfigError(env_name(field), message)
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    return [
+        (
+            env_name(str(item["loc"][0])) if item["loc"] else "settings",
+            str(item["msg"]).removeprefix("Value error, "),
+        )
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+
+
+def _unset(field: str, given: dict[str, Any]) -> bool:
+    """No value for `field` anywhere it may come from (the environment, .env, a flag)."""
+    name = env_name(field)
+    return field not in given and not os.environ.get(name) and not _env_file().get(name)
+
+
+def _env_file(path: str = ".env") -> dict[str, str | None]:
+    return dotenv_values(path) if Path(path).is_file() else {}
+
+
+# What botocore reads from the environment itself; set in .env, it is exported, never
+# over a variable the environment already has.
+_EXPORTED = re.compile(r"AWS_[A-Z0-9_]+|(?i:https?_proxy|no_proxy)")
+
+
+def export_aws_settings(path: str = ".env") -> None:
+    for name, value in _env_file(path).items():
+        if value is not None and _EXPORTED.fullmatch(name) and name not in os.environ:
+            os.environ[name] = value
 
 
 def _check_postgres_url(url: str) -> None:

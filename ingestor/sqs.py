@@ -22,7 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingestor.aws import Aws, Credentials, open_aws
 from ingestor.errors import IngestorError, QueueError, QueueUnavailable, StaleCredentials
 from ingestor.models import EntryFailure, Envelope, QueueAttributes, QueueDepth
-from ingestor.sqs_errors import classify, printable, unreachable
+from ingestor.sqs_errors import MESSAGE_LIMIT, classify, unreachable
+from ingestor.terminal import printable
 
 SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
 ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
@@ -75,6 +76,15 @@ class SqsQueue:
             Entries=batch_entries(handles, VisibilityTimeout=seconds),
         )
         return entry_failures(response, handles)
+
+    @property
+    def region(self) -> str:
+        """The region the client signs for (and the queue is looked up in)."""
+        return str(self._client.meta.region_name)
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
 
     async def depths(self) -> QueueDepth:
         """Messages waiting and messages in flight, in one GetQueueAttributes call."""
@@ -134,7 +144,7 @@ class SqsQueue:
         details = error.response.get("Error", {})
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         code, message = str(details.get("Code", status)), str(details.get("Message", ""))
-        mapped = classify(code, status, printable(message), name, self.url)
+        mapped = classify(code, status, printable(message, MESSAGE_LIMIT), name, self.url)
         if isinstance(mapped, StaleCredentials) and self._credentials is not None:
             await self._credentials.refresh()
         return mapped

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import orjson
 
 from ingestor.errors import QueueError, QueueGone, QueueUnavailable, StaleCredentials
+from ingestor.terminal import printable
 
 # botocore.retries.standard's throttling codes, and SQS's own.
 THROTTLING_CODES = frozenset(
@@ -66,7 +67,7 @@ SIGNATURE_CODES = frozenset({"InvalidSignatureException", "SignatureDoesNotMatch
 _SKEW_WORDS = ("signature expired", "earlier than", "later than", "in the future")
 GONE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 RECEIPT_GONE = "ReceiptHandleIsInvalid"
-_MESSAGE_LIMIT = 200
+MESSAGE_LIMIT = 200  # characters of an answer's message quoted in an error line
 
 
 def classify(
@@ -105,21 +106,15 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> tuple[s
     if query_code and fault:
         code = query_code
     message = details.get("message", details.get("Message", ""))
-    return code, printable(str(message))
-
-
-def printable(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    """`text` cut to `limit` characters, control characters escaped (it reaches logs)."""
-    short = text if len(text) <= limit else text[:limit] + "…"
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in short)
+    return code, printable(str(message), MESSAGE_LIMIT)
 
 
 def unreachable(call: str, where: str, error: BaseException) -> QueueUnavailable:
     """A call that got no answer (a connection refused or reset, a timeout, a cut body)."""
-    return QueueUnavailable(f"SQS unreachable at {where} for {call} ({describe(error)})")
+    return QueueUnavailable(f"no SQS answers at {where} ({call}: {describe(error)})")
 
 
 def describe(error: BaseException) -> str:
     """An exception in a few words: its class and, when it has one, its text."""
-    text = printable(str(error))
+    text = printable(str(error), MESSAGE_LIMIT)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

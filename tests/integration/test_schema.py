@@ -57,14 +57,23 @@ async def test_copies_starting_at_once_migrate_once(empty_database: str) -> None
             await connection.close()
 
 
-async def test_check_names_what_is_missing(empty_database: str) -> None:
+async def test_check_on_an_empty_database_says_once_to_migrate(empty_database: str) -> None:
     connection = await asyncpg.connect(empty_database)
     try:
         problems = await schema_problems(connection)
     finally:
         await connection.close()
-    assert any("migrations not applied" in p for p in problems)
-    assert any("table user_logins is missing" in p for p in problems)
+    assert problems == ["the database has no ingestor tables yet: run `ingestor migrate`"]
+
+
+async def test_check_names_what_is_missing_from_a_migrated_database(database: str) -> None:
+    connection = await asyncpg.connect(database)
+    try:
+        await connection.execute("DROP TABLE ingestor_rejects CASCADE")
+        problems = await schema_problems(connection)
+    finally:
+        await connection.close()
+    assert "table ingestor_rejects is missing" in problems
 
 
 async def test_a_user_with_only_dml_grants_can_start_once_migrated(database: str) -> None:

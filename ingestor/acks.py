@@ -92,7 +92,12 @@ class Acknowledger:
                     self._policy.backoff, stage, self._hooks
                 )
 
-        results = await asyncio.gather(*(bounded(chunk) for chunk in chunks))
+        try:  # a refusal of the call itself (the queue is gone) stops the other chunks too
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(bounded(chunk)) for chunk in chunks]
+        except ExceptionGroup as failures:
+            raise failures.exceptions[0] from None  # already one of ours: a QueueError
+        results = [task.result() for task in tasks]
         return BatchResult(
             sum(r.succeeded for r in results), tuple(f for r in results for f in r.failed)
         )
@@ -111,7 +116,7 @@ class _Chunk:
         self.exhausted = False  # the last try still failed for a reason worth retrying
 
     async def run(self, backoff: Backoff, stage: str, hooks: Hooks) -> BatchResult:
-        attempts, outage = backoff.attempts or 1, False
+        attempts, failures = backoff.attempts or 1, 0  # calls of this chunk that failed
         for attempt in range(1, attempts + 1):
             error: TransientError | None = None
             try:
@@ -122,10 +127,10 @@ class _Chunk:
                 break
             delay = backoff.delay(attempt)
             if error is not None:
-                outage = True
-                hooks.on_retry(stage, error, attempt, delay)
+                failures += 1  # the hooks count an outage from an operation's first failure
+                hooks.on_retry(stage, error, failures, delay)
             await asyncio.sleep(delay)
-        if outage:  # this operation's outage ends, one way or the other
+        if failures:  # this operation's outage ends, one way or the other
             (hooks.on_gave_up if self.exhausted else hooks.on_recovered)(stage)
         return BatchResult(self.total - len(self.failed), tuple(self.failed))
 

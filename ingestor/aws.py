@@ -10,6 +10,7 @@ it resolved instead of working any of it out again, so the two cannot route diff
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from botocore.httpsession import ProxyConfiguration, get_cert_path
 from botocore.utils import get_environ_proxies
 
 from ingestor import __version__
-from ingestor.errors import ConfigError, QueueError, QueueUnavailable
+from ingestor.errors import ConfigError, QueueError, QueueUnavailable, StaleCredentials
 from ingestor.sqs_errors import describe
 
 USER_AGENT_EXTRA = f"ingestor/{__version__}"
@@ -54,17 +55,25 @@ class Credentials:
         except Exception as error:  # a provider raises whatever its source raised
             raise _unrefreshable(error) from None
 
-    async def refresh(self) -> None:
-        """Refresh now (SQS said they expired). Static keys have nothing to refresh."""
+    async def refresh(self, used: Any, refused: StaleCredentials) -> None:
+        """SQS refused the credentials `used` (expired, or signed with a clock that is
+        off): refresh them now, once for all the calls that were refused with them.
+        Credentials that cannot be refreshed (static keys) and have expired stop the
+        service: no retry will make them valid."""
         # botocore refreshes on time only; a revoked session or a skewed clock needs it
         # now. `_protected_refresh` is how its own mandatory refresh does it.
         refresh = getattr(self._resolved, "_protected_refresh", None)
         lock = getattr(self._resolved, "_refresh_lock", None)
         if refresh is None or lock is None:
+            if refused.expired:
+                raise QueueError(
+                    f"{refused} and they cannot be refreshed (static keys): set new ones"
+                )
             return
         try:
-            async with lock:
-                await refresh(is_mandatory=True)
+            async with lock:  # (its own lock: get_frozen_credentials would wait for it)
+                if getattr(self._resolved, "_frozen_credentials", None) == used:
+                    await refresh(is_mandatory=True)  # not refreshed since they were used
         except Exception as error:
             raise _unrefreshable(error) from None
 
@@ -189,9 +198,17 @@ def _proxy_for(client: Any, url: str) -> tuple[str | None, dict[str, str]]:
 
 def _tls(session: AioSession) -> ssl.SSLContext:
     """Certificate checks as botocore makes them: AWS_CA_BUNDLE (or a profile's
-    ca_bundle) when set, else the bundle botocore ships with."""
-    verify = session.get_config_variable("ca_bundle") or True
-    return ssl.create_default_context(cafile=get_cert_path(verify))
+    ca_bundle), else REQUESTS_CA_BUNDLE, else the bundle botocore ships with. A bundle
+    that cannot be read is a bad setting."""
+    configured = session.get_config_variable("ca_bundle")
+    variable = "AWS_CA_BUNDLE" if configured else "REQUESTS_CA_BUNDLE"
+    verify = configured or os.environ.get("REQUESTS_CA_BUNDLE") or True
+    try:
+        return ssl.create_default_context(cafile=get_cert_path(verify))
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            variable, f"{verify} cannot be read as a CA bundle ({describe(error)})"
+        ) from None
 
 
 def _user_agent(client: Any) -> str:

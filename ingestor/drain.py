@@ -3,11 +3,12 @@ in-flight message, and everything this process received is committed and deleted
 
 An empty receive alone does not say so. A consumer that crashed still holds its messages
 (invisible until their visibility timeout), a FIFO message group is locked while its
-messages are in flight, and this process's own commits and deletes may still be under
-way. So after an empty receive, once this process holds nothing, the queue's counts are
-asked (one GetQueueAttributes call; when the queue is simply empty that is the whole
-cost). Messages held elsewhere are waited for, receiving meanwhile, up to the queue's
-visibility timeout; still held after that, the drain ends incomplete (exit 3).
+messages are in flight, messages may be delayed, and this process's own commits and
+deletes may still be under way. So after an empty receive, once this process holds
+nothing, the queue's counts are asked (one GetQueueAttributes call; when the queue is
+simply empty that is the whole cost). While they are not all zero, receiving goes on; if
+no receive brings anything for the queue's visibility timeout (what another consumer
+holds has then surely come back), the drain ends incomplete (exit 3).
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ class DrainWatch:
         self._hooks = hooks
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._held_since: float | None = None
+        self._stuck_since: float | None = None  # since the counts said "not empty" ...
         self._checked_at = float("-inf")
         self.ended = asyncio.Event()  # set with `done`: ends the receivers' pauses
         self.done = False
         self.held: QueueDepth | None = None  # the counts when it gave up waiting
 
     def received(self) -> None:
-        """A receive brought messages: whatever was held elsewhere is moving again."""
-        self._held_since = None
+        """A receive brought messages: ... and nothing came (the queue is moving)."""
+        self._stuck_since = None
 
     async def over(self) -> bool:
         """True once the queue is empty, or held elsewhere for longer than the wait."""
@@ -74,10 +75,9 @@ class DrainWatch:
             self._hooks.on_retry("depth", error, 1, CHECK_INTERVAL)
             return
         self._hooks.on_queue_depth(depth)
-        if depth.visible or not depth.in_flight:
-            self._held_since = None
-            self.done = not depth.visible
+        if not depth.total:
+            self.done = True
             return
-        self._held_since = self._held_since if self._held_since is not None else now
-        if now - self._held_since >= self.held_wait:
+        self._stuck_since = self._stuck_since if self._stuck_since is not None else now
+        if now - self._stuck_since >= self.held_wait:
             self.done, self.held = True, depth

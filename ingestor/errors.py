@@ -73,8 +73,12 @@ class QueueUnavailable(TransientError):
 
 
 class StaleCredentials(QueueUnavailable):
-    """SQS says the credentials expired, or the signature's time is off: the credentials
-    are refreshed before the retry."""
+    """SQS says the credentials expired (`expired`), or the signature's time is off: the
+    credentials are refreshed before the retry."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
 
 
 class DrainIncomplete(IngestorError):

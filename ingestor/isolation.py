@@ -42,9 +42,10 @@ class Sink(Protocol):
 
 Digest = Callable[[bytes], str]
 # Refused rows in a row, with one SQLSTATE and no row accepted in between, that mean the
-# table refuses everything: few enough that a batch is not all turned into rejects, and
-# more than a burst of poison messages from one producer's bug.
-BREAKER_THRESHOLD = 10
+# table refuses everything: more than one SQS batch (10: a producer's one bad
+# SendMessageBatch arrives together), and few enough that a batch is not all turned into
+# rejects, nor a quiet queue's whole trickle.
+BREAKER_THRESHOLD = 12
 
 
 class Breaker:
@@ -54,18 +55,18 @@ class Breaker:
     def __init__(self, threshold: int = BREAKER_THRESHOLD) -> None:
         self._threshold = threshold
         self._state = ""
-        self._count = 0
+        self._messages: set[str] = set()  # each counted once, whatever its retries
 
     def accepted(self) -> None:
-        self._state, self._count = "", 0
+        self._state, self._messages = "", set()
 
-    def refused(self, refused: RowRejected) -> None:
+    def refused(self, refused: RowRejected, message_id: str) -> None:
         if refused.sqlstate != self._state:
-            self._state, self._count = refused.sqlstate, 0
-        self._count += 1
-        if self._count >= self._threshold:
+            self._state, self._messages = refused.sqlstate, set()
+        self._messages.add(message_id)
+        if (count := len(self._messages)) >= self._threshold:
             raise DatabaseError(
-                f"PostgreSQL refused {self._count} rows in a row (SQLSTATE "
+                f"PostgreSQL refused {count} rows in a row (SQLSTATE "
                 f"{refused.sqlstate}; {refused.detail}): user_logins has a constraint, "
                 "trigger or column ingestor cannot fill. The refused rows are kept in "
                 f"ingestor_rejects as db_{refused.sqlstate}; once the table is fixed, "
@@ -92,11 +93,13 @@ async def write_isolating(
     """Write; on a refusal that may follow one row, bisect and reject what the database
     refuses. Returns the result and the rejections the database caused."""
     try:
-        result = await sink.write(rows, rejects, _vault_of(rows, rejects, batch.vault))
+        whole = len(rows) + len(rejects) >= len(batch.items)  # nothing to leave out
+        vault = batch.vault if whole else _vault_of(rows, rejects, batch.vault)
+        result = await sink.write(rows, rejects, vault)
     except RowRejected as refused:
         items: list[LoginRow | Rejection] = [*rows, *rejects]
         if len(items) == 1:
-            batch.breaker.refused(refused)
+            batch.breaker.refused(refused, items[0].message_id)
             return await _write_refused(sink, items[0], refused, batch)
     else:
         if rows:

@@ -17,6 +17,7 @@ from ingestor.errors import ConfigError
 from ingestor.masking import mask_key_id
 from ingestor.queries import query
 from ingestor.settings import env_name
+from ingestor.terminal import printable
 
 log = logging.getLogger("ingestor")
 ROTATION_POLL_SECONDS = 5.0
@@ -25,8 +26,8 @@ ROTATION_POLL_SECONDS = 5.0
 def mismatch(ours: str, recorded: str) -> ConfigError:
     return ConfigError(
         env_name("hmac_key"),
-        f"is {ours} but user_logins was loaded with {recorded}: set the right key, or "
-        "rotate with `ingestor rekey`",
+        f"is {ours} but user_logins was loaded with {printable(recorded)}: set the right "
+        "key, or rotate with `ingestor rekey`",
     )
 
 
@@ -49,7 +50,7 @@ async def _wait_for_rotation(connection: Any, ours: str, poll: float) -> None:
             log.warning(
                 "a rotation of the masking key to %s is under way (`ingestor rekey`): "
                 "waiting for it to finish before loading with %s",
-                state["mask_key_id"],
+                printable(state["mask_key_id"]),
                 ours,
                 extra={"event": "rotation_wait", "to": state["mask_key_id"]},
             )
@@ -69,8 +70,10 @@ async def check(connection: Any, key: bytes) -> str:
     """`check`'s line on the key, without recording anything; raises on a mismatch."""
     ours = mask_key_id(key)
     state = await connection.fetchrow(query("rekey_state"))
-    if state is not None:
-        return f"masking key {ours}: a rotation to {state['mask_key_id']} is under way"
+    if state is not None:  # this key must be the one rotated to, or the one rotated from
+        await verify(connection, ours, state["mask_key_id"])
+        target = printable(state["mask_key_id"])
+        return f"masking key {ours}: a rotation to {target} is under way (rekey)"
     recorded = await connection.fetchrow(query("masking_key"))
     if recorded is None:
         return f"masking key {ours} (none recorded yet: the first run records it)"

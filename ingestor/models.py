@@ -144,11 +144,17 @@ class EntryFailure:
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
-    """The queue's size as SQS approximates it: messages waiting (visible) and messages
-    received by some consumer and not yet deleted (in flight, invisible)."""
+    """The queue's size as SQS approximates it: messages waiting (visible), messages
+    received by some consumer and not yet deleted (in flight, invisible), and messages
+    sent with a delay that has not run out."""
 
     visible: int
     in_flight: int
+    delayed: int = 0  # sent with a delay, not visible yet
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.in_flight + self.delayed
 
 
 @dataclass(frozen=True, slots=True)

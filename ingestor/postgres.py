@@ -47,6 +47,7 @@ from ingestor.queries import query
 from ingestor.terminal import printable
 
 STAGING_TABLE = "ingestor_staging"
+COMMAND_TIMEOUT = 120.0  # seconds a statement may take before the client gives up on it
 # connection, resources, shutdown, I/O, transaction rollback (serialization, deadlock)
 _TRANSIENT_CLASSES = ("08", "53", "57", "58", "40")
 _TRANSIENT_CODES = frozenset({"55P03", "55006", "25006"})  # lock busy, object in use, read-only
@@ -192,7 +193,7 @@ async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
             min_size=1,
             max_size=size,
             init=_prepare_connection,
-            command_timeout=120,
+            command_timeout=COMMAND_TIMEOUT,
             server_settings={"application_name": "ingestor"},
         )
     assert pool is not None
@@ -241,6 +242,7 @@ class PostgresSink:
             mapped_errors(),
             self._pool.acquire() as connection,
             connection.transaction(),
+            _timeouts_split(),
         ):
             if rows:
                 await connection.copy_records_to_table(
@@ -261,6 +263,18 @@ class PostgresSink:
             return 0, 0
         counts = await connection.fetchrow(self._merge)
         return int(counts["inserted"]), int(counts["replaced"])
+
+
+@contextlib.asynccontextmanager
+async def _timeouts_split() -> AsyncIterator[None]:
+    """A statement that outlived the client's command timeout is a transaction too big
+    (or a database too slow) for it, as a server's statement_timeout: written smaller."""
+    try:
+        yield
+    except TimeoutError:
+        raise StatementTimeout(
+            f"PostgreSQL did not answer within the command timeout ({COMMAND_TIMEOUT:.0f} s)"
+        ) from None
 
 
 def _reject_args(rejection: Rejection) -> tuple[Any, ...]:

@@ -109,7 +109,15 @@ async def _start_or_resume(
     connection: Any, rotation: Rotation, request: Request, accept_unvaulted: bool
 ) -> tuple[str, str]:
     """(phase, position) to go on from: a rotation already under way to this key resumes;
-    one to another key must be finished first."""
+    one to another key must be finished first. A service still loading would keep
+    writing tokens under the old key: it must be stopped first (a copy started during the
+    rotation waits for it to end)."""
+    if running := int(await connection.fetchval(query("service_connections"))):
+        raise RekeyRefused(
+            f"{running} connections of a running ingestor service are open on this database: "
+            "stop every copy of the service before rotating the key (they would go on "
+            "loading tokens under the old key); a copy started during the rotation waits"
+        )
     state = await connection.fetchrow(query("rekey_state"))
     if state is not None:
         if state["mask_key_id"] != rotation.new_id:

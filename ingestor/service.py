@@ -32,19 +32,20 @@ from ingestor.vault import Sealer, VaultingMasker, VaultMemory
 from ingestor.writer import WriterConfig
 
 log = logging.getLogger("ingestor")
+SQS_DEFAULT_VISIBILITY = 30  # seconds: a new queue's VisibilityTimeout
 T = TypeVar("T")
 
 
-def pipeline_config(settings: Settings, visibility_timeout: int) -> PipelineConfig:
-    """The pipeline's settings; `visibility_timeout` is the one in force (the operator's,
-    else the queue's own)."""
+def pipeline_config(settings: Settings, visibility: tuple[int, int | None]) -> PipelineConfig:
+    """The pipeline's settings; `visibility`: the timeout in force and what each receive
+    sends (`in_force`)."""
     return PipelineConfig(
         receivers=settings.receivers,
         receive_wait_seconds=(
             settings.drain_wait_seconds if settings.drain else settings.receive_wait_seconds
         ),
-        visibility_timeout=visibility_timeout,
-        receive_visibility=settings.visibility_timeout,
+        visibility_timeout=visibility[0],
+        receive_visibility=visibility[1],
         drain=settings.drain,
         batch_size=settings.batch_size,
         flush_interval=settings.flush_interval,
@@ -175,17 +176,25 @@ def not_found(queue: SqsQueue, settings: Settings) -> QueueGone:
     return QueueGone(f"queue {queue.name} does not exist in {queue.region} ({queue.url}): {hint}")
 
 
-def in_force(settings: Settings, attributes: QueueAttributes) -> int:
-    """The visibility timeout in force: the operator's setting, else the queue's own."""
-    seconds = settings.visibility_timeout or attributes.visibility_timeout
-    source = env_name("visibility_timeout") if settings.visibility_timeout else "the queue's own"
+def in_force(settings: Settings, attributes: QueueAttributes) -> tuple[int, int | None]:
+    """(the visibility timeout in force, the one each receive sends): the operator's,
+    sent; else the queue's own, not sent. A queue's 0 (every message visible again at
+    once) holds nothing: SQS's default, 30 s, is sent with every receive instead."""
+    if settings.visibility_timeout:
+        seconds, sent = settings.visibility_timeout, settings.visibility_timeout
+        source = env_name("visibility_timeout")
+    elif attributes.visibility_timeout >= 1:
+        seconds, sent, source = attributes.visibility_timeout, None, "the queue's own"
+    else:
+        seconds = sent = SQS_DEFAULT_VISIBILITY
+        source = "SQS's default, sent with every receive: the queue's is 0"
     log.info(
         "visibility timeout %d s (%s)",
         seconds,
         source,
         extra={"event": "visibility_timeout", "seconds": seconds},
     )
-    return seconds
+    return seconds, sent
 
 
 async def drain_verdict(pipeline: Pipeline, queue: SqsQueue, stop: asyncio.Event) -> None:
@@ -193,10 +202,12 @@ async def drain_verdict(pipeline: Pipeline, queue: SqsQueue, stop: asyncio.Event
     watch = pipeline.drain
     if watch is None:
         return
-    if watch.held is not None:
+    if (held := watch.held) is not None:
         raise DrainIncomplete(
-            f"{watch.held.in_flight} messages are still held by another consumer after "
-            f"waiting {watch.held_wait:.0f} s for them (their visibility timeout); run again"
+            f"{held.total} messages could not be loaded after waiting {watch.held_wait:.0f} s "
+            f"(the visibility timeout): {held.in_flight} still held by another consumer, "
+            f"{held.visible} waiting but not handed out (a FIFO group held elsewhere?), "
+            f"{held.delayed} delayed; run again"
         )
     if watch.done:
         return
@@ -204,10 +215,11 @@ async def drain_verdict(pipeline: Pipeline, queue: SqsQueue, stop: asyncio.Event
         depth = await queue.depths()
     except IngestorError as error:
         raise DrainIncomplete(f"stopped before the queue was empty ({error}); run again") from None
-    if depth.visible or depth.in_flight:
+    if depth.total:
         raise DrainIncomplete(
-            f"stopped before the queue was empty: {depth.visible + depth.in_flight} messages "
-            f"remain ({depth.visible} waiting, {depth.in_flight} in flight); run again"
+            f"stopped before the queue was empty: {depth.total} messages remain "
+            f"({depth.visible} waiting, {depth.in_flight} in flight, {depth.delayed} "
+            "delayed); run again"
         )
 
 

@@ -230,7 +230,7 @@ def _env_file(path: str = ".env") -> dict[str, str | None]:
 
 # What botocore reads from the environment itself; set in .env, it is exported, never
 # over a variable the environment already has.
-_EXPORTED = re.compile(r"AWS_[A-Z0-9_]+|(?i:https?_proxy|no_proxy)")
+_EXPORTED = re.compile(r"AWS_[A-Z0-9_]+|REQUESTS_CA_BUNDLE|(?i:https?_proxy|no_proxy)")
 
 
 def export_aws_settings(path: str = ".env") -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingestor.acks import Acknowledger
 from ingestor.drain import DrainWatch
+from ingestor.errors import IngestorError
 from ingestor.hooks import Hooks
 from ingestor.inflight import InFlight
 from ingestor.models import EntryFailure, Envelope, QueueDepth
@@ -75,9 +76,18 @@ class Receiver:
     async def run(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
         """Receive until `stop` is set or (drain mode) the drain is over. `halt` is set by
         either and cuts a pause between retries short."""
+        halted = asyncio.ensure_future(halt.wait())  # one for the worker, not per receive
+        try:
+            await self._receive_all(stop, halt, halted)
+        finally:
+            halted.cancel()
+
+    async def _receive_all(
+        self, stop: asyncio.Event, halt: asyncio.Event, halted: asyncio.Future[Any]
+    ) -> None:
         while not halt.is_set():
             try:
-                envelopes = await self._receive_until(halt)
+                envelopes = await self._receive_until(halt, halted)
             except Interrupted as cut:
                 if cut.after_failures and not stop.is_set():
                     # The drain is over, so SQS answered: this worker's outage is too.
@@ -93,12 +103,13 @@ class Receiver:
             elif self._drain is not None and await self._drain.over():
                 return
 
-    async def _receive_until(self, halt: asyncio.Event) -> list[Envelope] | None:
+    async def _receive_until(
+        self, halt: asyncio.Event, halted: asyncio.Future[Any]
+    ) -> list[Envelope] | None:
         """One receive (retried while transient); None when it was cut at a halt."""
         receive = asyncio.ensure_future(
             observed("receive", self._receive_once, self._backoff, self._hooks, halt)
         )
-        halted = asyncio.ensure_future(halt.wait())
         try:
             await asyncio.wait({receive, halted}, return_when=asyncio.FIRST_COMPLETED)
             if not receive.done():
@@ -106,8 +117,6 @@ class Receiver:
         except BaseException:  # this worker is cancelled: so is its receive
             receive.cancel()
             raise
-        finally:
-            halted.cancel()
         if receive.done():
             return receive.result()
         receive.cancel()
@@ -129,7 +138,15 @@ class Receiver:
 
     async def _hand_back(self, envelopes: list[Envelope]) -> None:
         """Messages a poll brought after the stop: visible again at once, for whoever
-        receives next."""
-        if envelopes:
-            handles = [e.receipt_handle for e in envelopes]
-            self._hooks.on_released(await self._acks.change_visibility(handles, 0, "release"))
+        receives next. Held meanwhile, so that if this is cut short the pipeline's final
+        hand-back covers them; a refusal is logged there, not raised."""
+        if not envelopes:
+            return
+        handles = [e.receipt_handle for e in envelopes]
+        self._inflight.add(handles, asyncio.get_running_loop().time())
+        try:
+            result = await self._acks.change_visibility(handles, 0, "release")
+        except IngestorError:
+            return  # still held: the pipeline's hand-back tries again, and says why
+        self._inflight.released(handles)
+        self._hooks.on_released(result)

@@ -22,17 +22,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingestor.aws import Aws, Credentials, open_aws
 from ingestor.errors import IngestorError, QueueError, QueueUnavailable, StaleCredentials
 from ingestor.models import EntryFailure, Envelope, QueueAttributes, QueueDepth
-from ingestor.sqs_errors import MESSAGE_LIMIT, classify, unreachable
+from ingestor.sqs_errors import MESSAGE_LIMIT, MalformedAnswer, classify, describe, unreachable
 from ingestor.terminal import printable
 
 SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
 ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
-DEPTH = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-
-
-class MalformedAnswer(QueueUnavailable):
-    """SQS's answer was not an answer: cut short, not a JSON object, a message without its
-    handle. A proxy or a reset connection, worth a retry."""
+DEPTH = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
 
 
 class SqsQueue:
@@ -129,24 +128,27 @@ class SqsQueue:
     async def _call(self, name: str, method: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
         """One SQS call, every failure mapped (signing included: the credentials are
         fetched, and refreshed when due, inside the mapping)."""
-        if self._credentials is not None:
-            await self._credentials.frozen()
+        used = None if self._credentials is None else await self._credentials.frozen()
         try:
             return await method(**kwargs)
         except IngestorError:
             raise  # already ours (a malformed answer)
         except ClientError as error:
-            raise await self._refused(name, error) from None
-        except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as error:
+            raise await self._refused(name, error, used) from None
+        except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as error:
             raise unreachable(name, str(self._client.meta.endpoint_url), error) from None
+        except Exception as error:  # botocore's parser on an answer of another shape
+            raise MalformedAnswer(f"SQS answered {name} with {describe(error)}") from None
 
-    async def _refused(self, name: str, error: ClientError) -> QueueError | QueueUnavailable:
+    async def _refused(
+        self, name: str, error: ClientError, used: Any
+    ) -> QueueError | QueueUnavailable:
         details = error.response.get("Error", {})
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         code, message = str(details.get("Code", status)), str(details.get("Message", ""))
         mapped = classify(code, status, printable(message, MESSAGE_LIMIT), name, self.url)
         if isinstance(mapped, StaleCredentials) and self._credentials is not None:
-            await self._credentials.refresh()
+            await self._credentials.refresh(used, mapped)
         return mapped
 
 
@@ -204,16 +206,24 @@ def batch_entries(handles: Sequence[str], **extra: Any) -> list[dict[str, Any]]:
 
 
 def entry_failures(response: dict[str, Any], handles: Sequence[str]) -> tuple[EntryFailure, ...]:
-    """The failed entries of a *Batch answer, by receipt handle."""
+    """The failed entries of a *Batch answer, by receipt handle. An answer that does not
+    account for every entry sent (none, or others) is not an answer."""
     try:
-        return tuple(
+        failed = list(response.get("Failed") or ())
+        done = {int(entry["Id"]) for entry in response.get("Successful") or ()}
+        failures = tuple(
             EntryFailure(
                 handles[int(f["Id"])], str(f.get("Code", "unknown")), not f.get("SenderFault", True)
             )
-            for f in response.get("Failed", ())
+            for f in failed
         )
-    except (KeyError, ValueError, IndexError, TypeError):
-        raise MalformedAnswer("SQS answered a batch call with entries it was not sent") from None
+        if done | {int(f["Id"]) for f in failed} != set(range(len(handles))):
+            raise ValueError("entries missing from the answer")
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError):
+        raise MalformedAnswer(
+            "SQS answered a batch call without an outcome for each entry sent"
+        ) from None
+    return failures
 
 
 def envelopes_from(response: dict[str, Any]) -> list[Envelope]:
@@ -245,6 +255,7 @@ def depth_of(counts: dict[str, str]) -> QueueDepth:
         return QueueDepth(
             int(counts["ApproximateNumberOfMessages"]),
             int(counts["ApproximateNumberOfMessagesNotVisible"]),
+            int(counts.get("ApproximateNumberOfMessagesDelayed", 0)),
         )
     except (KeyError, ValueError):
         raise MalformedAnswer("SQS answered GetQueueAttributes without the counts") from None

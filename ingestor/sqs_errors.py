@@ -70,6 +70,11 @@ RECEIPT_GONE = "ReceiptHandleIsInvalid"
 MESSAGE_LIMIT = 200  # characters of an answer's message quoted in an error line
 
 
+class MalformedAnswer(QueueUnavailable):
+    """SQS's answer was not an answer: cut short, not a JSON object, a message without its
+    handle. A proxy or a reset connection, worth a retry."""
+
+
 def classify(
     code: str, status: int, message: str, call: str, queue_url: str
 ) -> QueueError | QueueUnavailable:
@@ -77,10 +82,13 @@ def classify(
     said = f"{code}: {message}" if message else code
     if code in GONE_CODES:
         return QueueGone(f"queue {queue_url} no longer exists (SQS: {code})")
-    if code in EXPIRED_CODES or code in SKEW_CODES or _clock_problem(code, message):
+    if code in EXPIRED_CODES:
         return StaleCredentials(
-            f"SQS refused the credentials of {call} ({said}); refreshing them (if the clock "
-            "is off, fix the host's time)"
+            f"SQS refused the credentials of {call} as expired ({said})", expired=True
+        )
+    if code in SKEW_CODES or _clock_problem(code, message):
+        return StaleCredentials(
+            f"SQS refused the signature of {call}: the host's clock is off? ({said})"
         )
     if code in THROTTLING_CODES or code in TRANSIENT_CODES or status in TRANSIENT_STATUSES:
         return QueueUnavailable(f"SQS could not do {call} on {queue_url} ({said}, HTTP {status})")
@@ -98,13 +106,13 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> tuple[s
     try:
         details = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
-        details = {}
-    if not isinstance(details, dict):
-        details = {}
+        details = {}  # an HTML page from a proxy: its status says it all
+    if not isinstance(details, dict):  # JSON, but not an error: not an answer
+        raise MalformedAnswer(f"SQS answered HTTP {status} with JSON that is not an object")
     code = str(details.get("__type") or status).split(":", 1)[0].rsplit("#", 1)[-1]
-    query_code, _, fault = headers.get("x-amzn-query-error", "").partition(";")
-    if query_code and fault:
-        code = query_code
+    query = headers.get("x-amzn-query-error", "").split(";")
+    if len(query) == 2 and query[0]:  # "<code>;<Sender|Receiver>", as botocore reads it
+        code = query[0]
     message = details.get("message", details.get("Message", ""))
     return code, printable(str(message), MESSAGE_LIMIT)
 

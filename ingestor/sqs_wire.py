@@ -80,7 +80,8 @@ class WireSqs(SqsQueue):
     async def _post(self, target: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One call; every failure, signing included, mapped to the ingestor's errors."""
         body = orjson.dumps(payload)
-        headers = self._signed(target, body, await self._wire_credentials.frozen())
+        used = await self._wire_credentials.frozen()
+        headers = self._signed(target, body, used)
         route = self._route
         try:
             async with self._http.post(
@@ -93,18 +94,20 @@ class WireSqs(SqsQueue):
             ) as response:
                 data = await response.read()
                 if response.status != 200:
-                    raise await self._wire_refused(target, response.status, response.headers, data)
+                    raise await self._wire_refused(
+                        target, response.status, response.headers, data, used
+                    )
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise unreachable(target, route.url, error) from None
         return json_object(data, target) if data else {}
 
     async def _wire_refused(
-        self, target: str, status: int, headers: Any, data: bytes
+        self, target: str, status: int, headers: Any, data: bytes, used: Any
     ) -> QueueError | QueueUnavailable:
         code, message = parse_error(status, headers, data)
         mapped = classify(code, status, message, target, self.url)
         if isinstance(mapped, StaleCredentials):
-            await self._wire_credentials.refresh()
+            await self._wire_credentials.refresh(used, mapped)
         return mapped
 
     def _signed(self, target: str, body: bytes, frozen: Any) -> dict[str, str]:

@@ -20,7 +20,12 @@ async def ingestor(env: dict[str, str], *args: str, within: float = 180.0) -> Ra
         sys.executable, "-m", "ingestor", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), within)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), within)
+    except TimeoutError:
+        process.kill()  # nothing a test starts outlives it
+        await process.wait()
+        raise
     assert process.returncode is not None
     return Ran(process.returncode, out.decode(), err.decode())
 

@@ -120,6 +120,8 @@ class FaultProxy:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, aiohttp.ClientError):
             pass
+        except asyncio.CancelledError:
+            pass  # the proxy is closing: end quietly (asyncio's stream callback would log it)
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -239,7 +241,8 @@ _REASONS = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Inter
 class ConnectProxy:
     """An HTTP CONNECT proxy on loopback (what HTTPS_PROXY points at), which tunnels to
     127.0.0.1 whatever host is asked for: a name that resolves nowhere else is reachable
-    only through it. Records the targets it was asked for."""
+    only through it. Records every request: the target of a CONNECT, the method of any
+    other (which it does not serve)."""
 
     targets: list[str] = field(default_factory=list)
     url: str = ""
@@ -253,10 +256,13 @@ class ConnectProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await _read_request(reader)
-        if request is None or request.method != "CONNECT":
+        if request is None:
             writer.close()
             return
-        self.targets.append(request.path)
+        self.targets.append(request.path if request.method == "CONNECT" else request.method)
+        if request.method != "CONNECT":  # plain HTTP through the proxy: not served
+            writer.close()
+            return
         port = int(request.path.rsplit(":", 1)[1])
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")

@@ -22,6 +22,7 @@ from ingestor.service import open_queue
 from ingestor.settings import Settings
 from ingestor.sqs import SqsQueue
 from ingestor.synthetic import generate
+from tests.cli import drain
 from tests.conftest import service_env
 from tests.faultproxy import ConnectProxy, Fault, FaultProxy
 from tests.integration.helpers import queue_is_empty
@@ -241,9 +242,24 @@ async def test_no_proxy_is_honoured(
     async with ConnectProxy().running() as proxy:
         env = service_env(make_settings())
         env.update(HTTPS_PROXY=proxy.url, HTTP_PROXY=proxy.url, NO_PROXY="127.0.0.1,localhost")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingestor", "run", "--drain", env=env
-        )
-        assert await asyncio.wait_for(process.wait(), 120) == 0
-    assert proxy.targets == []
+        code, logs = await drain(env, within=60)
+    assert code == 0, logs[-2_000:]
+    assert proxy.targets == []  # not one request, CONNECT or plain, went to the proxy
     assert await queue_is_empty(sqs_queue)
+
+
+async def test_a_proxy_for_plain_http_is_used_too(
+    make_settings: Callable[..., Settings], sqs_queue: SqsQueue
+) -> None:
+    """The other side of the test above: without NO_PROXY, the emulator's http:// calls
+    go to HTTP_PROXY (which here does not serve them), so the proxy sees them."""
+    async with ConnectProxy().running() as proxy:
+        env = service_env(make_settings())
+        env.update(HTTP_PROXY=proxy.url, NO_PROXY="", INGESTOR_LOG_LEVEL="ERROR")
+        env["INGESTOR_SHUTDOWN_TIMEOUT"] = "1"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ingestor", "check", env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert "FAIL queue" in out.decode()
+    assert proxy.targets, "no request reached the proxy"

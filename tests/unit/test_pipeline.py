@@ -139,3 +139,41 @@ async def test_a_drain_does_not_end_while_its_own_messages_lock_a_fifo_group() -
     assert runner.drain is not None
     assert runner.drain.done
     assert runner.drain.held is None
+
+
+class LatePoll(FakeQueue):
+    """A first receive answered at once, then a long poll answered 2.5 s later (after the
+    pipeline failed at 0.6 s: within the 2 s grace), and hand-backs that take 0.5 s."""
+
+    def __init__(self) -> None:
+        super().__init__(envelopes([GOOD] * 10))
+        self.polls = 0
+
+    async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
+        self.polls += 1
+        if self.polls == 1:
+            return await super().receive(wait_seconds, visibility_timeout)
+        await asyncio.sleep(2.5)  # SQS's answer, on its way
+        return envelopes([GOOD] * 10, start=1000)
+
+    async def change_visibility_batch(
+        self, receipt_handles: Sequence[str], seconds: int
+    ) -> tuple[EntryFailure, ...]:
+        await asyncio.sleep(0.5)
+        return await super().change_visibility_batch(receipt_handles, seconds)
+
+
+class FailsSoon:
+    async def write(self, rows: object, rejects: object, vault: object = ()) -> WriteResult:
+        await asyncio.sleep(0.6)
+        raise DatabaseError("permission denied for table user_logins")
+
+
+async def test_a_poll_answered_after_a_failure_has_its_messages_handed_back() -> None:
+    queue = LatePoll()
+    runner, _ = pipeline(queue, FailsSoon(), receivers=1, receive_wait_seconds=20)
+    with pytest.raises(DatabaseError):
+        await asyncio.wait_for(runner.run(asyncio.Event()), 20)
+    late = [f"h{i}" for i in range(1000, 1010)]
+    assert {queue.visibility.get(handle) for handle in late} == {0}
+    assert queue.deleted == []

@@ -61,7 +61,9 @@ ANSWERS: dict[str, tuple[Fault, str]] = {
     "InternalError 500": (Fault("status", status=500, body=json_error("InternalError")), "retry"),
     "ServiceUnavailable 503": (
         Fault("status", status=503, body=json_error("ServiceUnavailable")), "retry"),
-    "ExpiredToken": (Fault("status", status=400, body=json_error("ExpiredToken")), "retry"),
+    # static keys (these tests'): nothing can refresh them, so stop (a role's are retried)
+    "ExpiredToken, static keys": (
+        Fault("status", status=400, body=json_error("ExpiredToken")), "stop"),
     "clock skew": (
         Fault("status", status=400, body=json_error(
             "InvalidSignatureException",
@@ -143,6 +145,51 @@ async def test_both_clients_classify_an_answer_identically(answer: str, canned: 
     botocore = await receive_outcome(canned.url, "botocore")
     wire = await receive_outcome(canned.url, "wire")
     assert (botocore[0], wire[0]) == (expected, expected), (botocore, wire)
+
+
+# Answers of the wrong shape, to every call both clients make: never a traceback, and the
+# same outcome from both. name -> (call, answer, outcome)
+SHAPES: dict[str, tuple[str, Fault]] = {
+    "500 with a null body": ("receive", Fault("status", status=500, body=b"null")),
+    "500 with an array body": ("receive", Fault("status", status=500, body=b"[1]")),
+    "400 with a JSON string body": ("receive", Fault("status", status=400, body=b'"oops"')),
+    "Messages is a string": ("receive", Fault("status", status=200, body=b'{"Messages": "x"}')),
+    "Messages holds numbers": ("receive", Fault("status", status=200, body=b'{"Messages": [1]}')),
+    "Attributes is a list": ("receive", Fault("status", status=200, body=(
+        b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "h", "Attributes": [1]}]}'))),
+    "delete: Failed is a number": ("delete", Fault("status", status=200, body=b'{"Failed": 5}')),
+    "delete: no outcome for the entries": ("delete", Fault("status", status=200, body=b"{}")),
+    "delete: empty 200": ("delete", Fault("status", status=200, body=b"")),
+    "attributes: not an object": ("depths", Fault("status", status=200, body=b"[1]")),
+    "attributes: not a map": ("depths", Fault("status", status=200, body=b'{"Attributes": 1}')),
+    "attributes: 400 null": ("depths", Fault("status", status=400, body=b"null")),
+}  # fmt: skip
+
+
+async def call_outcome(endpoint: str, client: str, call: str) -> str:
+    error: BaseException | None = None
+    async with open_queue(settings_for(endpoint, client)) as queue:
+        try:
+            if call == "receive":
+                await queue.receive(0, 30)
+            elif call == "delete":
+                await queue.delete_batch(["h1", "h2"])
+            else:
+                await queue.depths()
+        except Exception as caught:
+            error = caught
+    return outcome(error)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+async def test_answers_of_the_wrong_shape_are_retried_by_both_clients(
+    shape: str, canned: FaultProxy
+) -> None:
+    call, fault = SHAPES[shape]
+    canned.inject(fault)
+    botocore = await call_outcome(canned.url, "botocore", call)
+    wire = await call_outcome(canned.url, "wire", call)
+    assert (botocore, wire) == ("retry", "retry")
 
 
 @pytest.mark.parametrize("client", ["botocore", "wire"])

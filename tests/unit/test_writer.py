@@ -12,7 +12,7 @@ from ingestor.acks import Acknowledger, AckPolicy
 from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected, StatementTimeout
 from ingestor.hooks import Stats
 from ingestor.inflight import InFlight
-from ingestor.isolation import BREAKER_THRESHOLD
+from ingestor.isolation import BREAKER_THRESHOLD, Breaker
 from ingestor.masking import HmacMasker
 from ingestor.models import Processed
 from ingestor.retry import Backoff
@@ -218,3 +218,23 @@ async def test_a_delete_that_keeps_failing_does_not_stop_the_writer() -> None:
     await writer.flush(processed(5))
     assert len(sink.rows) == 5
     assert stats.delete_failures == 5
+
+
+async def test_a_burst_of_ten_poison_messages_does_not_stop_the_service() -> None:
+    # Given one producer's bad SendMessageBatch: ten messages in a row the table refuses
+    sink = FakeSink(refuse=lambda row: 100 <= int(row.message_id[1:]) < 110)
+    writer, _, stats = make_writer(sink, FakeQueue(), batch_size=300)
+    # When their batch is flushed, then they are ten rejects and the rest loads
+    await writer.flush(processed(300))
+    assert stats.reasons == {"db_23514": 10}
+    assert len(sink.rows) == 290
+
+
+def test_the_breaker_counts_a_message_once_however_often_it_is_refused() -> None:
+    breaker = Breaker(threshold=3)
+    refused = RowRejected("23514", "CheckViolationError")
+    for _ in range(5):  # a part written again after a timeout refuses the same rows again
+        breaker.refused(refused, "m1")
+        breaker.refused(refused, "m2")
+    with pytest.raises(DatabaseError, match="refused 3 rows in a row"):
+        breaker.refused(refused, "m3")

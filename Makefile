@@ -7,20 +7,21 @@ BIN := $(VENV)/bin
 MINISTACK := ministack>=1.5.30,<2
 # CI re-runs the PostgreSQL tests against this server when it answers.
 CI_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
-# What ruff checks and formats (deploy/ holds the Airflow DAG).
-PY_SOURCES := ingestor tests benchmarks deploy
+# What ruff checks and formats (deploy/ holds the Airflow DAG; mkdocs_hooks.py is the docs').
+PY_SOURCES := ingestor tests benchmarks deploy mkdocs_hooks.py
 # promtool checks and unit-tests deploy/prometheus/rules.yaml (see the promtool target).
 PROMTOOL := $(BIN)/promtool
 # The venv's promtool, else one on PATH; empty when there is none.
 FIND_PROMTOOL := p=$$( [ -x $(PROMTOOL) ] && echo $(PROMTOOL) || command -v promtool || true )
 OVERLAYS := service batch sidecar
 
-.PHONY: help venv promtool prometheusrule run test test-faults test-postgres lint format bench bench-quick clean
+.PHONY: help venv promtool prometheusrule run test test-faults test-postgres lint docs format bench bench-quick clean
 
 help:
 	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
 	@echo "make test  - install and run every test (unit, integration, end-to-end)"
 	@echo "make lint  - ruff, mypy --strict, hadolint, promtool check rules, deploy/k8s rendered and validated"
+	@echo "make docs  - the documentation (docs/, mkdocs) built with --strict into site/"
 	@echo "make bench - throughput benchmarks (about 10 min); make bench-quick (under 2 min)"
 
 venv: $(VENV)/.installed $(SQS_VENV)/.installed
@@ -101,9 +102,15 @@ lint: venv promtool
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_k8s.py; \
 	else echo "kubectl is not installed: deploy/k8s not rendered nor validated"; fi
 
+# The documentation site from docs/ (mkdocs.yml). --strict turns every warning, a broken
+# link or anchor among them, into a failed build. NO_MKDOCS_2_WARNING quiets the theme's
+# banner (its end of life, MkDocs 2.0), which says nothing about these pages.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 format: venv
 	$(BIN)/ruff check --fix $(PY_SOURCES)
 	$(BIN)/ruff format $(PY_SOURCES)
 
 clean:
-	rm -rf $(VENV) $(SQS_VENV) benchmarks/.tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(SQS_VENV) site benchmarks/.tools .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,6 +1,7 @@
-"""The grants the README documents, exactly: roles made from its SQL block run the real
-service (vault on, rejects, an erased user's message coming back), the custody commands
-and `audit verify`, and each is refused what the README says it cannot do."""
+"""The grants the documentation gives (docs/pii-and-keys.md), exactly: roles made from its
+SQL block run the real service (vault on, rejects, an erased user's message coming back),
+the custody commands and `audit verify`, and each is refused what the page says it cannot
+do."""
 
 from __future__ import annotations
 
@@ -29,15 +30,15 @@ from tests.integration.helpers import find_plaintext, plaintext_pii
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GRANTS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "pii-and-keys.md"
 ROLES = ("ingestor_service", "ingestor_custodian", "ingestor_auditor")
 USER, IP, DEVICE = "u-grants-1", "203.0.113.161", "000-00-0161"
 
 
 def documented_grants() -> str:
-    """The README's grants, as a user would copy them."""
-    text = README.read_text()
-    section = text[text.index("### Grants") : text.index("### Reveal")]
+    """The documented grants, as a user would copy them."""
+    text = GRANTS_PAGE.read_text(encoding="utf-8")
+    section = text[text.index("## Grants") : text.index("## Reveal")]
     (block,) = re.findall(r"```sql\n(.*?)```", section, re.S)
     return block
 
@@ -50,7 +51,7 @@ def with_user(url: str, user: str) -> str:
 
 @pytest_asyncio.fixture
 async def role_urls(postgres_url: str, database: str) -> AsyncIterator[dict[str, str]]:
-    """The README's roles (names of this test's own) on the test's database: role -> URL."""
+    """The documented roles (names of this test's own) on the test's database: role -> URL."""
     names = {role: f"{role}_{uuid.uuid4().hex[:8]}" for role in ROLES}
     grants = documented_grants().replace(
         "DATABASE logins", f'DATABASE "{urlsplit(database).path[1:]}"'

@@ -242,7 +242,7 @@ def _rekey(settings: Settings, args: argparse.Namespace) -> int:
             f"{done.older_erasures} erasures on record were made under an earlier key: a "
             "message from before them still in the queue or its DLQ keeps its tombstones in "
             "the tables if it comes back, but its values may be vaulted again, and the same "
-            "values in a new message load under the new key (README: PII and keys, limits)",
+            "values in a new message load under the new key (docs/pii-and-keys.md: limits)",
             file=sys.stderr,
         )
     if done.refused_entries:

@@ -30,8 +30,6 @@ class Backoff:
 
 # Shared policies (Backoff is immutable).
 RETRY_FOREVER = Backoff()
-# About 20 s of tries: enough to ride out a blip, short of a typical visibility timeout.
-FEW_RETRIES = Backoff(base=0.25, cap=5.0, attempts=8)
 
 
 class Interrupted(Exception):

@@ -55,6 +55,18 @@ def example_aws_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 
 
+def queue_settings(queue_url: str, client: str, **values: Any) -> Settings:
+    """Settings for the SQS side alone (a database that is never dialled), with the
+    SQS client `client` ("wire" or "botocore")."""
+    return Settings(
+        queue_url=queue_url,
+        database_url=SecretStr("postgresql://u@localhost/db"),
+        hmac_key=SecretStr(TEST_KEY),
+        sqs_client=client,
+        **values,
+    )
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))

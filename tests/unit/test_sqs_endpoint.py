@@ -9,12 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
 from ingestor.errors import QueueUnavailable
 from ingestor.service import open_queue
 from ingestor.settings import Settings
-from tests.conftest import TEST_KEY
+from tests.conftest import queue_settings
 
 ACCOUNT = "123456789012"
 # (environment, region, the endpoint any AWS SDK resolves for it)
@@ -62,13 +61,8 @@ def sent(monkeypatch: pytest.MonkeyPatch, example_aws_keys: None) -> Sent:
 
 
 def settings_for(region: str, client: str) -> Settings:
-    return Settings(
-        queue_url=f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/logins",
-        database_url=SecretStr("postgresql://u@localhost/db"),
-        hmac_key=SecretStr(TEST_KEY),
-        aws_region=region,
-        sqs_client=client,  # type: ignore[arg-type]
-    )
+    url = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/logins"
+    return queue_settings(url, client, aws_region=region)
 
 
 def host_of(url: str) -> str:

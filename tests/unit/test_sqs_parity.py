@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from pydantic import SecretStr
 
 from ingestor.errors import QueueError, QueueUnavailable
 from ingestor.service import open_queue
 from ingestor.settings import Settings
-from tests.conftest import TEST_KEY
+from tests.conftest import queue_settings
 from tests.faultproxy import HTML_429, HTML_503, Fault, FaultProxy
 from tests.sigv4 import signature_problem
 
@@ -112,14 +111,8 @@ pytestmark = pytest.mark.usefixtures("example_aws_keys")
 
 
 def settings_for(endpoint: str, client: str) -> Settings:
-    return Settings(
-        queue_url=f"{endpoint}/000000000000/logins",
-        database_url=SecretStr("postgresql://u@localhost/db"),
-        hmac_key=SecretStr(TEST_KEY),
-        sqs_endpoint_url=endpoint,
-        aws_region="us-east-1",
-        sqs_client=client,  # type: ignore[arg-type]
-    )
+    url = f"{endpoint}/000000000000/logins"
+    return queue_settings(url, client, sqs_endpoint_url=endpoint, aws_region="us-east-1")
 
 
 @pytest_asyncio.fixture

@@ -78,7 +78,7 @@ async def bare_sqs(
     """`receivers` tasks, each looping receive_message (10, 1 s long poll) then
     delete_message_batch of what it got, until `expected` messages are deleted in all.
     Raises TimeoutError if nothing is deleted for `idle_timeout` seconds."""
-    from ingestor.sqs import sqs_client  # noqa: PLC0415 - aiobotocore: project venv only
+    from ingestor.source.sqs import sqs_client  # noqa: PLC0415 - aiobotocore: project venv only
 
     _default_credentials()
     clock = _Clock()

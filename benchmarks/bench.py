@@ -21,9 +21,9 @@ import asyncpg
 from benchmarks import e2e, simulated, stages, tuning
 from benchmarks.fauxqs import fauxqs_server
 from benchmarks.measure import Figure
-from ingestor.cli import run_async
-from ingestor.embedded import embedded_postgres
-from ingestor.schema import migrate
+from ingestor.cli.main import run_async
+from ingestor.demo.embedded import embedded_postgres
+from ingestor.sink.schema import migrate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

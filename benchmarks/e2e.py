@@ -17,9 +17,9 @@ from typing import Any
 
 import asyncpg
 
-from ingestor.schema import migrate
-from ingestor.sqs import SqsQueue, create_queue, sqs_client
-from ingestor.synthetic import generate
+from ingestor.demo.synthetic import generate
+from ingestor.sink.schema import migrate
+from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_PYTHON = ROOT / "benchmarks" / ".tools" / "venv-seed" / "bin" / "python"

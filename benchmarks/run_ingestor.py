@@ -13,10 +13,10 @@ from pathlib import Path
 
 import orjson
 
-from ingestor.cli import run_async
-from ingestor.hooks import Hooks
+from ingestor.cli.main import run_async
 from ingestor.models import BatchResult, Processed
-from ingestor.service import run_service
+from ingestor.observe.hooks import Hooks
+from ingestor.pipeline.service import run_service
 from ingestor.settings import load_settings
 
 

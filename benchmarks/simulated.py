@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from benchmarks.measure import Figure
 from benchmarks.sqs_double import SqsDouble
 from benchmarks.stages import KEY, envelopes
-from ingestor.hooks import Hooks
-from ingestor.ledger import ErasureLedger
-from ingestor.masking import HmacMasker
+from ingestor.custody.ledger import ErasureLedger
 from ingestor.models import Processed
-from ingestor.pipeline import Pipeline, PipelineConfig
-from ingestor.postgres import PostgresSink, close_pool, create_pool
-from ingestor.transform import Transformer
+from ingestor.observe.hooks import Hooks
+from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
+from ingestor.sink.postgres import PostgresSink, close_pool, create_pool
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 
 # Above this share of one core, the process (pipeline, transform and client together) is
 # the limit, not the round trip: the bound no longer applies.

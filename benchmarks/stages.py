@@ -14,16 +14,16 @@ import asyncpg
 import orjson
 
 from benchmarks.measure import Figure, repeat, repeat_async
-from ingestor.keys import generate_key_pair
-from ingestor.ledger import ErasureLedger
-from ingestor.masking import HmacMasker
+from ingestor.custody.keys import generate_key_pair
+from ingestor.custody.ledger import ErasureLedger
+from ingestor.custody.vault import Sealer, VaultingMasker
+from ingestor.demo.synthetic import generate
 from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow
-from ingestor.postgres import PostgresSink, close_pool, create_pool
-from ingestor.queries import query
-from ingestor.schema import migrate
-from ingestor.synthetic import generate
-from ingestor.transform import Transformer
-from ingestor.vault import Sealer, VaultingMasker
+from ingestor.sink.postgres import PostgresSink, close_pool, create_pool
+from ingestor.sink.queries import query
+from ingestor.sink.schema import migrate
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 
 KEY = b"benchmark-key-0123456789abcdef0123456789"
 SENT_MS = 1_700_000_000_000

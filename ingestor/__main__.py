@@ -1,5 +1,5 @@
 import sys
 
-from ingestor.cli import main
+from ingestor.cli.main import main
 
 sys.exit(main())

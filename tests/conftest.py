@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from ingestor.embedded import EmbeddedPostgres, embedded_postgres, embedded_sqs
-from ingestor.schema import migrate
+from ingestor.demo.embedded import EmbeddedPostgres, embedded_postgres, embedded_sqs
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue, create_queue, sqs_client
+from ingestor.sink.schema import migrate
+from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
 
 # The emulator accepts any credentials; never look for real ones.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

@@ -8,7 +8,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ingestor.errors import IngestorError, RowRejected, StatementTimeout, TransientError
-from ingestor.hooks import Hooks
 from ingestor.models import (
     EntryFailure,
     Envelope,
@@ -18,6 +17,7 @@ from ingestor.models import (
     VaultEntry,
     WriteResult,
 )
+from ingestor.observe.hooks import Hooks
 
 SENT_MS = 1_700_000_000_000  # 2023-11-14 UTC
 

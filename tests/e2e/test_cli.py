@@ -17,10 +17,10 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from ingestor.demo import crash_after_commit
+from ingestor.demo.run import crash_after_commit
+from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.conftest import TEST_KEY, service_env
 from tests.integration.helpers import find_plaintext, plaintext_pii, queue_is_empty
 

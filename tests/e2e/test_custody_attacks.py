@@ -19,12 +19,12 @@ import orjson
 import pytest
 from nacl.bindings import crypto_box_seal
 
-from ingestor.demo import crash_after_commit
-from ingestor.keys import public_key_of, read_private_key
-from ingestor.masking import HmacMasker
+from ingestor.custody.keys import public_key_of, read_private_key
+from ingestor.demo.run import crash_after_commit
+from ingestor.demo.synthetic import generate
 from ingestor.settings import DEMO_HMAC_KEY, Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
 from tests.conftest import TEST_KEY, service_env
 from tests.e2e.test_custody_cli import generate_keys, run
 from tests.integration.helpers import find_plaintext

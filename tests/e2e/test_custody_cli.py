@@ -15,12 +15,12 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.keys import public_key_of, read_private_key, vault_key_id
-from ingestor.masking import HmacMasker, mask_key_id
-from ingestor.queries import query
+from ingestor.custody.keys import public_key_of, read_private_key, vault_key_id
+from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.sink.queries import query
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker, mask_key_id
 from tests.conftest import TEST_KEY, service_env
 from tests.e2e.test_cli import clean_env, ingestor
 from tests.integration.helpers import find_plaintext, plaintext_pii

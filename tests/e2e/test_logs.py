@@ -13,10 +13,10 @@ import aiohttp
 import orjson
 import pytest
 
-from ingestor.embedded import free_port
+from ingestor.demo.embedded import free_port
+from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.conftest import TEST_KEY, service_env
 from tests.integration.helpers import pii_in_logs, plaintext_pii
 

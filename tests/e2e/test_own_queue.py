@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
+from ingestor.source.sqs import SqsQueue
 from tests.conftest import TEST_KEY, service_env, with_database
 
 pytestmark = pytest.mark.e2e

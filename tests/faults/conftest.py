@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from ingestor.embedded import EmbeddedSqs
-from ingestor.logs import JsonFormatter
+from ingestor.demo.embedded import EmbeddedSqs
+from ingestor.observe.logs import JsonFormatter
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
+from ingestor.source.sqs import SqsQueue
 from tests.conftest import REGION, TEST_KEY, temporary_queue
 from tests.integration.helpers import pii_in_logs, queue_is_empty
 from tests.waiting import wait_until

@@ -18,11 +18,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ingestor.hooks import Hooks
 from ingestor.models import Rejection, WriteResult
-from ingestor.postgres import PostgresSink
-from ingestor.service import run_service
+from ingestor.observe.hooks import Hooks
+from ingestor.pipeline.service import run_service
 from ingestor.settings import load_settings
+from ingestor.sink.postgres import PostgresSink
 
 
 class Countdown:

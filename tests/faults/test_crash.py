@@ -12,8 +12,8 @@ import time
 import asyncpg
 import pytest
 
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.demo.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.conftest import service_env
 from tests.faults.conftest import (
     SettingsFactory,

@@ -17,11 +17,11 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.isolation import BREAKER_THRESHOLD
-from ingestor.keys import generate_key_pair, vault_key_id, write_private_key
+from ingestor.custody.keys import generate_key_pair, vault_key_id, write_private_key
+from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.sink.isolation import BREAKER_THRESHOLD
+from ingestor.source.sqs import SqsQueue
 from tests.cli import drain, ingestor
 from tests.conftest import service_env
 from tests.faults.conftest import check_invariant, record

@@ -17,10 +17,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from ingestor.embedded import EmbeddedPostgres
-from ingestor.schema import migrate
-from ingestor.sqs import SqsQueue, create_queue
-from ingestor.synthetic import generate
+from ingestor.demo.embedded import EmbeddedPostgres
+from ingestor.demo.synthetic import generate
+from ingestor.sink.schema import migrate
+from ingestor.source.sqs import SqsQueue, create_queue
 from tests.cli import drain
 from tests.conftest import service_env, temporary_queue
 from tests.faultproxy import FaultProxy

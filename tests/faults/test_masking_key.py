@@ -13,10 +13,10 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.masking import HmacMasker, canonical_ip, mask_key_id
+from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker, canonical_ip, mask_key_id
 from tests.cli import ingestor
 from tests.conftest import TEST_KEY, service_env
 from tests.faults.conftest import check_invariant

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from ingestor.embedded import EmbeddedPostgres, EmbeddedSqs
-from ingestor.hooks import HookChain, Hooks, LogHooks, Stats
+from ingestor.demo.embedded import EmbeddedPostgres, EmbeddedSqs
+from ingestor.demo.synthetic import generate
 from ingestor.models import Rejection, WriteResult
-from ingestor.service import run_service
+from ingestor.observe.hooks import HookChain, Hooks, LogHooks, Stats
+from ingestor.pipeline.service import run_service
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue, create_queue, sqs_client
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
 from tests.conftest import REGION
 from tests.faults.conftest import (
     check_invariant,

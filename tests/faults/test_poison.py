@@ -12,14 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestor.hooks import Stats
-from ingestor.masking import HmacMasker
+from ingestor.demo.synthetic import generate
 from ingestor.models import Envelope, LoginRow, Rejection
-from ingestor.service import run_service
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.service import run_service
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
-from ingestor.transform import Transformer
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.faults.conftest import check_invariant, record
 from tests.integration.helpers import find_plaintext, plaintext_pii
 

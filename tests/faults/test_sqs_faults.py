@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.demo.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.cli import drain
 from tests.conftest import service_env
 from tests.faultproxy import HTML_429, HTML_503, Fault, FaultProxy

@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from ingestor.demo import crash_after_commit
-from ingestor.embedded import EmbeddedPostgres
-from ingestor.hooks import HookChain, Stats
-from ingestor.queries import migrations
-from ingestor.service import run_service
-from ingestor.sqs import SqsQueue, create_queue, sqs_client
-from ingestor.synthetic import generate
+from ingestor.demo.embedded import EmbeddedPostgres
+from ingestor.demo.run import crash_after_commit
+from ingestor.demo.synthetic import generate
+from ingestor.observe.hooks import HookChain, Stats
+from ingestor.pipeline.service import run_service
+from ingestor.sink.queries import migrations
+from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
 from tests.conftest import REGION, service_env
 from tests.fakes import RecordingHooks
 from tests.faults.conftest import check_invariant, fault_settings, record
@@ -134,7 +134,7 @@ async def test_three_consumers_with_redeliveries_on_one_queue(
     bodies = [e.body for e in generate(20_000, seed=43)]
     sent = await fault_queue.send(bodies)
     settings = fault_settings(empty_database, fault_queue, sqs_endpoint, visibility_timeout=10)
-    from ingestor.service import run_migrations  # the dead consumer needs the tables
+    from ingestor.pipeline.service import run_migrations  # the dead consumer needs the tables
 
     await run_migrations(settings)
     connection = await asyncpg.connect(empty_database)

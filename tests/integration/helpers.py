@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingestor.masking import HmacMasker, canonical_ip
-from ingestor.sqs import SqsQueue
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker, canonical_ip
 
 PII_FIELDS = ("ip", "device_id")
 IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")

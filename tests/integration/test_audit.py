@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from ingestor.audit import AuditChainBroken, Request, chain_hash, record, verify
-from ingestor.queries import migrations, query
-from ingestor.schema import migrate
+from ingestor.custody.audit import AuditChainBroken, Request, chain_hash, record, verify
+from ingestor.sink.queries import migrations, query
+from ingestor.sink.schema import migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -17,11 +17,11 @@ import pytest
 import pytest_asyncio
 import trustme
 
+from ingestor.demo.synthetic import generate
 from ingestor.errors import QueueUnavailable
-from ingestor.service import open_queue
+from ingestor.pipeline.service import open_queue
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.cli import drain
 from tests.conftest import service_env
 from tests.faultproxy import ConnectProxy, Fault, FaultProxy

@@ -17,23 +17,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.bindings import crypto_box_seal
 
-from ingestor.audit import Request
-from ingestor.erasure import forget
-from ingestor.hooks import Stats
-from ingestor.isolation import Batch, write_isolating
-from ingestor.keys import generate_key_pair
-from ingestor.ledger import ERASURE_LOCK, ErasureLedger
-from ingestor.masking import HmacMasker
+from ingestor.custody.audit import Request
+from ingestor.custody.erasure import forget
+from ingestor.custody.keys import generate_key_pair
+from ingestor.custody.ledger import ERASURE_LOCK, ErasureLedger
+from ingestor.custody.replay import Replay, replay
+from ingestor.custody.vault import Opener, Sealer, VaultingMasker
 from ingestor.models import Envelope
-from ingestor.postgres import PostgresSink, create_pool
-from ingestor.queries import query
-from ingestor.replay import Replay, replay
-from ingestor.service import run_service
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.service import run_service
+from ingestor.pipeline.writer import split_outcomes, vault_entries
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.transform import Transformer
-from ingestor.vault import Opener, Sealer, VaultingMasker
-from ingestor.writer import split_outcomes, vault_entries
+from ingestor.sink.isolation import Batch, write_isolating
+from ingestor.sink.postgres import PostgresSink, create_pool
+from ingestor.sink.queries import query
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.conftest import TEST_KEY
 from tests.fakes import SENT_MS
 from tests.integration.helpers import find_plaintext, scanned_columns

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from ingestor.queries import migrations, query
-from ingestor.schema import migrate, schema_problems
+from ingestor.sink.queries import migrations, query
+from ingestor.sink.schema import migrate, schema_problems
 from tests.integration.helpers import find_plaintext
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.integration.test_metrics import running_service, service_settings
 from tests.unit.deploy_files import PROMETHEUS, ROOT, run_tool, tool, yaml_document
 

@@ -11,13 +11,13 @@ import asyncpg
 import orjson
 import pytest
 
-from ingestor.demo import crash_after_commit
-from ingestor.hooks import Stats
-from ingestor.masking import HmacMasker
-from ingestor.service import run_service
+from ingestor.demo.run import crash_after_commit
+from ingestor.demo.synthetic import generate
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.service import run_service
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
 from tests.integration.helpers import (
     expected_row,
     find_plaintext,

@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from ingestor.hooks import Stats
-from ingestor.masking import HmacMasker
-from ingestor.service import run_service
+from ingestor.demo.synthetic import generate
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.service import run_service
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
 from tests.conftest import TEST_KEY, service_env
 from tests.e2e.test_custody_cli import generate_keys, run
 from tests.integration.helpers import find_plaintext, plaintext_pii

@@ -13,12 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from ingestor.embedded import EmbeddedPostgres, free_port
-from ingestor.hooks import HookChain, LogHooks, Stats
-from ingestor.service import run_service
+from ingestor.demo.embedded import EmbeddedPostgres, free_port
+from ingestor.demo.synthetic import generate
+from ingestor.observe.hooks import HookChain, LogHooks, Stats
+from ingestor.pipeline.service import run_service
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
+from ingestor.source.sqs import SqsQueue
 from tests.conftest import REGION, TEST_KEY
 from tests.faults.test_outages import hold_lock
 

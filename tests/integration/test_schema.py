@@ -9,8 +9,8 @@ import uuid
 import asyncpg
 import pytest
 
-from ingestor.queries import migrations, query
-from ingestor.schema import migrate, schema_problems
+from ingestor.sink.queries import migrations, query
+from ingestor.sink.schema import migrate, schema_problems
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

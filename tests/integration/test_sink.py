@@ -9,13 +9,13 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from ingestor.custody.ledger import ErasureLedger
 from ingestor.errors import RowRejected
-from ingestor.isolation import Batch, refused_row, write_isolating
-from ingestor.ledger import ErasureLedger
-from ingestor.masking import HmacMasker
-from ingestor.postgres import PostgresSink, create_pool
-from ingestor.transform import Transformer
-from ingestor.writer import split_outcomes
+from ingestor.pipeline.writer import split_outcomes
+from ingestor.sink.isolation import Batch, refused_row, write_isolating
+from ingestor.sink.postgres import PostgresSink, create_pool
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.fakes import envelopes
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from ingestor.acks import Acknowledger
 from ingestor.errors import QueueGone, QueueUnavailable
-from ingestor.service import open_queue
+from ingestor.pipeline.service import open_queue
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
+from ingestor.source.acks import Acknowledger
+from ingestor.source.sqs import SqsQueue
 
 pytestmark = pytest.mark.integration
 REGION = "us-east-1"

@@ -15,27 +15,27 @@ import orjson
 import pytest
 import pytest_asyncio
 
-import ingestor.rules
-from ingestor.audit import Request
-from ingestor.erasure import follow_erasures, forget
-from ingestor.hooks import Stats
-from ingestor.isolation import Batch, write_isolating
-from ingestor.keys import generate_key_pair
-from ingestor.ledger import ErasureLedger
-from ingestor.masking import HmacMasker, Masker, canonical_ip, mask_key_id
+import ingestor.transform.rules
+from ingestor.custody.audit import Request
+from ingestor.custody.erasure import follow_erasures, forget
+from ingestor.custody.keys import generate_key_pair
+from ingestor.custody.ledger import ErasureLedger
+from ingestor.custody.rekey import RekeyRefused, rekey
+from ingestor.custody.replay import Replay, replay, summary
+from ingestor.custody.reveal import reveal
+from ingestor.custody.tombstones import TOMBSTONE_PREFIX
+from ingestor.custody.vault import Checker, Opener, Sealer, VaultingMasker
+from ingestor.demo.synthetic import generate
 from ingestor.models import Envelope, WriteResult
-from ingestor.postgres import PostgresSink, create_pool
-from ingestor.rekey import RekeyRefused, rekey
-from ingestor.replay import Replay, replay, summary
-from ingestor.reveal import reveal
-from ingestor.service import run_service
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.service import run_service
+from ingestor.pipeline.writer import split_outcomes, vault_entries
 from ingestor.settings import Settings
-from ingestor.sqs import SqsQueue
-from ingestor.synthetic import generate
-from ingestor.tokens import TOMBSTONE_PREFIX
-from ingestor.transform import Transformer
-from ingestor.vault import Checker, Opener, Sealer, VaultingMasker
-from ingestor.writer import split_outcomes, vault_entries
+from ingestor.sink.isolation import Batch, write_isolating
+from ingestor.sink.postgres import PostgresSink, create_pool
+from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker, Masker, canonical_ip, mask_key_id
+from ingestor.transform.transformer import Transformer
 from tests.conftest import TEST_KEY, _create_database, _drop_database, with_database
 from tests.fakes import SENT_MS
 from tests.integration.helpers import expected_row, find_plaintext, plaintext_pii
@@ -129,8 +129,8 @@ def valid_pii(bodies: Sequence[str]) -> tuple[set[str], set[str]]:
     ips, devices = set(), set()
     for body in bodies:
         try:
-            fields = ingestor.rules.validate(orjson.loads(body))
-        except (orjson.JSONDecodeError, ingestor.rules.Invalid, AttributeError):
+            fields = ingestor.transform.rules.validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ingestor.transform.rules.Invalid, AttributeError):
             continue
         ips |= {fields.ip} if fields.ip else set()
         devices |= {fields.device_id} if fields.device_id else set()
@@ -718,7 +718,7 @@ async def test_replay_runs_sealed_rejects_through_todays_rules(
     pool: asyncpg.Pool,
 ) -> None:
     # Given traffic loaded under a rule too strict: device_type at most 4 characters
-    monkeypatch.setattr(ingestor.rules, "DEVICE_TYPE_MAX", 4)
+    monkeypatch.setattr(ingestor.transform.rules, "DEVICE_TYPE_MAX", 4)
     bodies = [e.body for e in generate(200, seed=28, junk_rate=0.1, repeat_rate=0.1)]
     _, sent = await load(make_settings, sqs_queue, keys, bodies)
     strict = await db.fetch(
@@ -745,7 +745,7 @@ async def test_replay_runs_sealed_rejects_through_todays_rules(
         " WHERE reason_code <> 'invalid_device_type' ORDER BY 1"
     )
     # When the rule is fixed and they are replayed
-    monkeypatch.setattr(ingestor.rules, "DEVICE_TYPE_MAX", 32)
+    monkeypatch.setattr(ingestor.transform.rules, "DEVICE_TYPE_MAX", 32)
     loadable = [r for r in strict if _is_valid(sent[r["message_id"]])]
     broken = len(strict) - len(loadable)  # these break another rule too (junk on an android)
     assert len(loadable) > 10
@@ -779,8 +779,8 @@ async def test_replay_runs_sealed_rejects_through_todays_rules(
 
 def _is_valid(body: str) -> bool:
     try:
-        ingestor.rules.validate(orjson.loads(body))
-    except (orjson.JSONDecodeError, ingestor.rules.Invalid, AttributeError):
+        ingestor.transform.rules.validate(orjson.loads(body))
+    except (orjson.JSONDecodeError, ingestor.transform.rules.Invalid, AttributeError):
         return False
     return True
 

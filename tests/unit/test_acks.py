@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from ingestor.acks import Acknowledger, AckPolicy
 from ingestor.errors import QueueGone, QueueUnavailable
-from ingestor.hooks import LogHooks
 from ingestor.models import EntryFailure
+from ingestor.observe.hooks import LogHooks
 from ingestor.retry import Backoff
+from ingestor.source.acks import Acknowledger, AckPolicy
 from tests.fakes import RecordingHooks
 
 FAST = AckPolicy(concurrency=4, backoff=Backoff(base=0.0001, cap=0.0001, attempts=4))

@@ -13,8 +13,8 @@ import pytest
 import trustme
 from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
 
-from ingestor.aws import Credentials, open_aws
 from ingestor.errors import ConfigError, QueueError, StaleCredentials
+from ingestor.source.aws import Credentials, open_aws
 
 EXPIRED = StaleCredentials("SQS refused the credentials as expired", expired=True)
 pytestmark = pytest.mark.usefixtures("example_aws_keys")

@@ -4,9 +4,9 @@ nothing comes for the wait, whatever the counts say (held, locked FIFO group, de
 
 from __future__ import annotations
 
-from ingestor.drain import CHECK_INTERVAL, DrainWatch
 from ingestor.errors import QueueUnavailable
 from ingestor.models import QueueDepth
+from ingestor.source.drain import CHECK_INTERVAL, DrainWatch
 from tests.fakes import RecordingHooks
 
 WAIT = 30.0

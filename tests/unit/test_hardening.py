@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestor.errors import ConfigError
-from ingestor.keys import (
+from ingestor.custody.keys import (
     README_EXAMPLE_KEY,
     KeyFileError,
     generate_key_pair,
@@ -25,8 +24,9 @@ from ingestor.keys import (
     weak_key_problem,
     write_private_key,
 )
-from ingestor.masking import IP_DOMAIN, HmacMasker
+from ingestor.errors import ConfigError
 from ingestor.settings import load_settings
+from ingestor.transform.masking import IP_DOMAIN, HmacMasker
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -56,7 +56,7 @@ def test_a_key_file_owned_by_another_user_is_refused(
     # The file stays its creator's; the command runs as another user (uid 65534), as a
     # file given to someone else would look to it (no root needed to play that)
     owner = key_file.stat().st_uid
-    monkeypatch.setattr("ingestor.keys.os.geteuid", lambda: 65534)
+    monkeypatch.setattr("ingestor.custody.keys.os.geteuid", lambda: 65534)
     expected = f"owned by uid {owner}, not by the user running this"
     with pytest.raises(KeyFileError, match=expected):
         read_private_key(key_file)
@@ -157,7 +157,7 @@ resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_
 libc = ctypes.CDLL(None)
 dumpable = (lambda: libc.prctl(3, 0, 0, 0, 0)) if linux else (lambda: 0)  # PR_GET_DUMPABLE
 assert not linux or dumpable() == 1  # dumpable to start with
-from ingestor.hardening import disable_core_dumps
+from ingestor.cli.hardening import disable_core_dumps
 disable_core_dumps()
 print(resource.getrlimit(resource.RLIMIT_CORE), dumpable())
 """

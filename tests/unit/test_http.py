@@ -8,11 +8,11 @@ import aiohttp
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ingestor.embedded import free_port
+from ingestor.demo.embedded import free_port
 from ingestor.errors import ConfigError, DatabaseUnavailable
-from ingestor.http import build_app, serving
-from ingestor.metrics import PrometheusHooks
-from ingestor.readiness import Readiness
+from ingestor.observe.http import build_app, serving
+from ingestor.observe.metrics import PrometheusHooks
+from ingestor.observe.readiness import Readiness
 
 
 async def get(port: int, path: str) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestor.masking import HmacMasker, canonical_ip
+from ingestor.transform.masking import HmacMasker, canonical_ip
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

@@ -12,12 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import ingestor
 from ingestor.errors import DatabaseUnavailable, QueueUnavailable
-from ingestor.masking import HmacMasker
-from ingestor.metrics import PrometheusHooks, code_label
 from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
-from ingestor.pipeline import Pipeline, PipelineConfig
-from ingestor.readiness import Readiness
-from ingestor.transform import Transformer
+from ingestor.observe.metrics import PrometheusHooks, code_label
+from ingestor.observe.readiness import Readiness
+from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.fakes import FakeQueue, FakeSink, envelopes
 
 TRANSFORMER = Transformer(HmacMasker(b"m" * 32))

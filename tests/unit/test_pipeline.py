@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from ingestor.errors import DatabaseError
-from ingestor.hooks import Stats
-from ingestor.masking import HmacMasker
 from ingestor.models import EntryFailure, Envelope, LoginRow, QueueDepth, Rejection, WriteResult
-from ingestor.pipeline import Pipeline, PipelineConfig
-from ingestor.transform import Transformer
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.fakes import FakeQueue, FakeSink, envelopes
 from tests.waiting import wait_until
 

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from ingestor.errors import DatabaseError, DatabaseUnavailable, RowRejected, StatementTimeout
-from ingestor.postgres import classify
+from ingestor.sink.postgres import classify
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,9 @@ import time
 import orjson
 import pytest
 
-from ingestor.logs import JsonFormatter
-from ingestor.masking import HmacMasker
 from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
-from ingestor.progress import (
+from ingestor.observe.logs import JsonFormatter
+from ingestor.observe.progress import (
     LiveProgress,
     ProgressLog,
     Snapshot,
@@ -20,7 +19,8 @@ from ingestor.progress import (
     live_progress,
     render,
 )
-from ingestor.transform import Transformer
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.fakes import envelopes
 from tests.integration.helpers import pii_in_logs
 

@@ -6,7 +6,7 @@ import asyncio
 
 from ingestor.errors import DatabaseUnavailable, QueueUnavailable
 from ingestor.models import BatchResult, QueueDepth, WriteResult
-from ingestor.readiness import Readiness, Verdict
+from ingestor.observe.readiness import Readiness, Verdict
 
 
 async def answers() -> None:

@@ -11,9 +11,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestor.masking import HmacMasker
 from ingestor.models import Envelope, LoginRow, Rejection
-from ingestor.transform import Transformer
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.fakes import SENT_MS
 from tests.pii import expect_absent, expect_same
 

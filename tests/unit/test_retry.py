@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from ingestor.errors import QueueUnavailable
-from ingestor.hooks import HookChain, LogHooks
+from ingestor.observe.hooks import HookChain, LogHooks
 from ingestor.retry import Backoff, observed
 from tests.fakes import RecordingHooks
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from ingestor.rules import Invalid, app_version_number, create_date, validate
+from ingestor.transform.rules import Invalid, app_version_number, create_date, validate
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def test_there_are_sql_calls_to_check() -> None:
 
 @pytest.mark.parametrize(("where", "argument"), sql_arguments(), ids=str)
 def test_sql_text_is_a_constant_or_a_sql_file_never_built(where: str, argument: ast.expr) -> None:
-    # A literal, a query("name") from ingestor/sql/, an attribute holding one, or `sql`:
+    # A literal, a query("name") from ingestor/sink/sql/, an attribute holding one, or `sql`:
     # a migration file's text; never an f-string, a concatenation or a % / .format().
     allowed = (
         isinstance(argument, ast.Constant)

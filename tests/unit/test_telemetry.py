@@ -8,10 +8,10 @@ import contextlib
 from pydantic import SecretStr
 
 from ingestor.errors import IngestorError, QueueUnavailable
-from ingestor.hooks import Hooks
 from ingestor.models import QueueDepth
+from ingestor.observe.hooks import Hooks
+from ingestor.observe.telemetry import Telemetry, observing, sample_depth
 from ingestor.settings import Settings
-from ingestor.telemetry import Telemetry, observing, sample_depth
 from tests.conftest import TEST_KEY
 from tests.fakes import RecordingHooks
 

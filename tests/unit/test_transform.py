@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingestor.masking import HmacMasker, canonical_ip
 from ingestor.models import Envelope, LoginRow, Rejection
-from ingestor.transform import Transformer
+from ingestor.transform.masking import HmacMasker, canonical_ip
+from ingestor.transform.transformer import Transformer
 from tests.fakes import SENT_MS
 
 MASKER = HmacMasker(b"t" * 32)

@@ -15,9 +15,7 @@ import pytest
 from nacl.bindings import crypto_box_seal_open
 from nacl.exceptions import CryptoError
 
-from ingestor.errors import ConfigError, RowRejected
-from ingestor.isolation import refused_reject
-from ingestor.keys import (
+from ingestor.custody.keys import (
     KeyFileError,
     decode_key,
     generate_key_pair,
@@ -26,12 +24,7 @@ from ingestor.keys import (
     vault_key_id,
     write_private_key,
 )
-from ingestor.masking import HmacMasker, canonical_ip, mask_key_id
-from ingestor.models import VAULT_COLUMNS, Envelope, LoginRow, Processed, Rejection, VaultEntry
-from ingestor.settings import load_settings
-from ingestor.terminal import printable
-from ingestor.transform import Transformer
-from ingestor.vault import (
+from ingestor.custody.vault import (
     Checker,
     EntryRefused,
     Opener,
@@ -41,6 +34,13 @@ from ingestor.vault import (
     VaultMemory,
     framed,
 )
+from ingestor.errors import ConfigError, RowRejected
+from ingestor.models import VAULT_COLUMNS, Envelope, LoginRow, Processed, Rejection, VaultEntry
+from ingestor.settings import load_settings
+from ingestor.sink.isolation import refused_reject
+from ingestor.terminal import printable
+from ingestor.transform.masking import HmacMasker, canonical_ip, mask_key_id
+from ingestor.transform.transformer import Transformer
 from tests.fakes import SENT_MS
 from tests.pii import expect_absent, expect_same
 

@@ -8,16 +8,16 @@ import asyncio
 import orjson
 import pytest
 
-from ingestor.acks import Acknowledger, AckPolicy
 from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected, StatementTimeout
-from ingestor.hooks import Stats
-from ingestor.inflight import InFlight
-from ingestor.isolation import BREAKER_THRESHOLD, Breaker
-from ingestor.masking import HmacMasker
 from ingestor.models import Processed
+from ingestor.observe.hooks import Stats
+from ingestor.pipeline.writer import GROW_AFTER, BatchWriter, TransactionSize, WriterConfig
 from ingestor.retry import Backoff
-from ingestor.transform import Transformer
-from ingestor.writer import GROW_AFTER, BatchWriter, TransactionSize, WriterConfig
+from ingestor.sink.isolation import BREAKER_THRESHOLD, Breaker
+from ingestor.source.acks import Acknowledger, AckPolicy
+from ingestor.source.leases import InFlight
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
 from tests.fakes import FakeQueue, FakeSink, envelopes
 
 TRANSFORMER = Transformer(HmacMasker(b"w" * 32))

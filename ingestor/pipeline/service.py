@@ -1,0 +1,266 @@
+"""Wiring: settings -> SQS client, connection pool, sink, masker -> a running pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ingestor.custody import keyrecord
+from ingestor.custody.erasure import follow_erasures
+from ingestor.custody.ledger import ErasureLedger
+from ingestor.custody.vault import Sealer, VaultingMasker, VaultMemory
+from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
+from ingestor.models import QueueAttributes
+from ingestor.observe.hooks import HookChain, Hooks
+from ingestor.observe.telemetry import Telemetry, observing
+from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
+from ingestor.pipeline.writer import WriterConfig
+from ingestor.retry import RETRY_FOREVER, observed
+from ingestor.settings import Settings, env_name
+from ingestor.sink.postgres import PostgresSink, close_pool, connect, create_pool, mapped_errors
+from ingestor.sink.schema import migrate
+from ingestor.source.acks import DEFAULT_POLICY, AckPolicy
+from ingestor.source.sqs import SqsQueue, open_sqs
+from ingestor.source.sqs_wire import WireSqs, wire_session
+from ingestor.transform.masking import HmacMasker
+from ingestor.transform.transformer import Transformer
+
+log = logging.getLogger("ingestor")
+SQS_DEFAULT_VISIBILITY = 30  # seconds: a new queue's VisibilityTimeout
+T = TypeVar("T")
+
+
+def pipeline_config(settings: Settings, visibility: tuple[int, int | None]) -> PipelineConfig:
+    """The pipeline's settings; `visibility`: the timeout in force and what each receive
+    sends (`in_force`)."""
+    return PipelineConfig(
+        receivers=settings.receivers,
+        receive_wait_seconds=(
+            settings.drain_wait_seconds if settings.drain else settings.receive_wait_seconds
+        ),
+        visibility_timeout=visibility[0],
+        receive_visibility=visibility[1],
+        drain=settings.drain,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        buffer_messages=settings.buffer_messages,
+        writers=settings.writers,
+        shutdown_timeout=settings.shutdown_timeout,
+        max_hold_seconds=settings.max_hold_seconds,
+    )
+
+
+@asynccontextmanager
+async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
+    settings.require("queue_url")
+    assert settings.queue_url is not None
+    async with open_sqs(settings.region, settings.sqs_endpoint_url, connections(settings)) as aws:
+        if settings.sqs_client == "botocore":
+            yield SqsQueue(aws.client, settings.queue_url, aws.credentials)
+            return
+        async with wire_session(connections(settings)) as http:
+            yield WireSqs(aws, settings.queue_url, http)
+
+
+def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
+    """HTTP connections to SQS: one per long poll, and the batch calls of each writer's
+    pending deletes, the heartbeat and the hand-back."""
+    pending = WriterConfig(settings.batch_size, settings.flush_interval).pending_deletes
+    return settings.receivers + policy.connections(settings.writers * pending + 2)
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """The pool; at start-up a database that is not there yet is waited for."""
+    size = settings.writers + 1
+    pool = await observed(
+        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
+    )
+    try:
+        yield pool
+    finally:
+        await close_pool(pool)
+
+
+async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list[str]:
+    """Migrate; a database that is not reachable yet (a pod starting before it) is
+    retried with backoff rather than failing the start."""
+
+    async def attempt() -> list[str]:
+        connection = await connect(settings.dsn)
+        try:
+            return await migrate(connection)
+        finally:
+            await connection.close()
+
+    return await observed("startup", attempt, RETRY_FOREVER, hooks or Hooks())
+
+
+async def _prepare_database(settings: Settings, hooks: Hooks) -> str:
+    """Migrate, then make sure the tables' tokens are made with this masking key (waiting
+    out a rotation under way); a database that is not there yet is waited for."""
+
+    async def claim() -> str:
+        connection = await connect(settings.dsn)
+        try:
+            async with mapped_errors():
+                return await keyrecord.claim(connection, settings.key_bytes)
+        finally:
+            await connection.close()
+
+    await run_migrations(settings, hooks)
+    return await observed("startup", claim, RETRY_FOREVER, hooks)
+
+
+async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> None:
+    """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode),
+    observed by the telemetry (metrics, health endpoints, progress lines) throughout.
+    The queue's client comes first: no AWS credentials at all stops start-up at once."""
+    settings.require("queue_url", "database_url", "hmac_key")
+    async with observing(settings, hooks) as telemetry, open_queue(settings) as queue:
+        hooks = telemetry.hooks
+        hooks.on_state("starting")
+        if await _until_stopped(_prepare_database(settings, hooks), stop) is None:
+            hooks.on_state("stopped")
+            return
+        # The queue answers before the service calls itself ready (and a queue that does
+        # not exist stops it here, before anything is received).
+        attributes = await _until_stopped(_queue_at_start(queue, settings, hooks), stop)
+        if attributes is None:
+            hooks.on_state("stopped")
+            return
+        hooks.on_queue_depth(attributes.depth)
+        config = pipeline_config(settings, in_force(settings, attributes))
+        await _run_pipeline(settings, queue, config, telemetry, stop)
+
+
+async def _run_pipeline(
+    settings: Settings,
+    queue: SqsQueue,
+    config: PipelineConfig,
+    telemetry: Telemetry,
+    stop: asyncio.Event,
+) -> None:
+    masker = build_masker(settings)
+    hooks = telemetry.hooks
+    if isinstance(masker, VaultingMasker):
+        hooks = HookChain(hooks, VaultMemory(masker))
+    async with open_pool(settings, hooks) as pool:
+        sink = PostgresSink(pool, ErasureLedger(masker))
+        pipeline = Pipeline(queue, sink, Transformer(masker), config, hooks)
+        telemetry.attach(pipeline, queue, pool)
+        erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
+        async with _beside(erasures):
+            await pipeline.run(stop)
+        await drain_verdict(pipeline, queue, stop)
+
+
+async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:
+    if (hint := settings.endpoint_hint()) is not None:
+        log.warning("%s", hint, extra={"event": "endpoint_hint"})
+    try:
+        return await observed("startup", queue.attributes, RETRY_FOREVER, hooks)
+    except QueueGone:
+        raise not_found(queue, settings) from None
+
+
+def not_found(queue: SqsQueue, settings: Settings) -> QueueGone:
+    """The queue is not where the settings say, in plain words."""
+    hint = settings.endpoint_hint() or f"check {env_name('queue_url')} and the region"
+    return QueueGone(f"queue {queue.name} does not exist in {queue.region} ({queue.url}): {hint}")
+
+
+def in_force(settings: Settings, attributes: QueueAttributes) -> tuple[int, int | None]:
+    """(the visibility timeout in force, the one each receive sends): the operator's,
+    sent; else the queue's own, not sent. A queue's 0 (every message visible again at
+    once) holds nothing: SQS's default, 30 s, is sent with every receive instead."""
+    if settings.visibility_timeout:
+        seconds, sent = settings.visibility_timeout, settings.visibility_timeout
+        source = env_name("visibility_timeout")
+    elif attributes.visibility_timeout >= 1:
+        seconds, sent, source = attributes.visibility_timeout, None, "the queue's own"
+    else:
+        seconds = sent = SQS_DEFAULT_VISIBILITY
+        source = "SQS's default, sent with every receive: the queue's is 0"
+    log.info(
+        "visibility timeout %d s (%s)",
+        seconds,
+        source,
+        extra={"event": "visibility_timeout", "seconds": seconds},
+    )
+    return seconds, sent
+
+
+async def drain_verdict(pipeline: Pipeline, queue: SqsQueue, stop: asyncio.Event) -> None:
+    """In drain mode, raise `DrainIncomplete` unless the queue was left empty."""
+    watch = pipeline.drain
+    if watch is None:
+        return
+    if (held := watch.held) is not None:
+        raise DrainIncomplete(
+            f"{held.total} messages could not be loaded after waiting {watch.held_wait:.0f} s "
+            f"(the visibility timeout): {held.in_flight} still held by another consumer, "
+            f"{held.visible} waiting but not handed out (a FIFO group held elsewhere?), "
+            f"{held.delayed} delayed; run again"
+        )
+    if watch.done:
+        return
+    try:
+        depth = await queue.depths()
+    except IngestorError as error:
+        raise DrainIncomplete(f"stopped before the queue was empty ({error}); run again") from None
+    if depth.total:
+        raise DrainIncomplete(
+            f"stopped before the queue was empty: {depth.total} messages remain "
+            f"({depth.visible} waiting, {depth.in_flight} in flight, {depth.delayed} "
+            "delayed); run again"
+        )
+
+
+@asynccontextmanager
+async def _beside(work: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]:
+    """Run `work` (if any) as a background task for the duration of the block."""
+    task = None if work is None else asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:
+    """The HMAC masker, sealing to the vault when a public key is set."""
+    public_key = settings.vault_key
+    if public_key is None:
+        log.warning(
+            "vault off (no %s): masked values can never be recovered",
+            env_name("vault_public_key"),
+            extra={"event": "vault_off"},
+        )
+        return HmacMasker(settings.key_bytes)
+    sealer = Sealer(public_key)
+    log.info("vault on: sealing to key %s", sealer.key_id, extra={"event": "vault_on"})
+    return VaultingMasker(settings.key_bytes, sealer, settings.vault_cache_size)
+
+
+async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None if `stop` is set first (a signal while waiting at start)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    racing: set[asyncio.Future[Any]] = {task, stopped}
+    try:
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None

@@ -1,0 +1,19 @@
+"""The SQL the ingestor runs, kept in `ingestor/sink/sql/*.sql` and loaded once."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+
+@cache
+def query(name: str) -> str:
+    """The text of `ingestor/sink/sql/<name>.sql`."""
+    return resources.files("ingestor.sink.sql").joinpath(f"{name}.sql").read_text()
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(name, sql) of every migration, in the order they apply."""
+    folder = resources.files("ingestor.sink.sql").joinpath("migrations")
+    files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), folder.joinpath(name).read_text()) for name in files]

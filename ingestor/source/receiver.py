@@ -1,0 +1,152 @@
+"""The receive stage: workers that long-poll the queue and feed the bounded inbox.
+
+A worker waits on `inbox.put` when the inbox is full, so a slow database stops receiving
+(backpressure) instead of buffering without limit.
+
+A stop does not drop a poll SQS has already answered: the messages of an answer on its way
+would stay invisible for their whole visibility timeout. A poll under way is given
+`POLL_GRACE` to come back; whatever it brings after the stop is handed back at once
+(visibility 0). A poll still waiting after that has found nothing, and is cut. Pauses
+between retries end at a stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ingestor.errors import IngestorError
+from ingestor.models import EntryFailure, Envelope, QueueDepth
+from ingestor.observe.hooks import Hooks
+from ingestor.retry import RETRY_FOREVER, Backoff, Interrupted, observed
+from ingestor.source.acks import Acknowledger
+from ingestor.source.drain import DrainWatch
+from ingestor.source.leases import InFlight
+
+# Seconds a poll under way at a stop may take to come back. An answer SQS has sent
+# arrives within milliseconds; a long poll still waiting this long has found nothing.
+POLL_GRACE = 2.0
+
+
+class QueueClient(Protocol):
+    """The seam to the queue: SQS in production, an in-memory fake in unit tests. Each
+    method is one SQS call (the batch calls take at most 10 handles: `acks.py` runs them
+    over more, with their retries)."""
+
+    async def receive(
+        self, wait_seconds: int, visibility_timeout: int | None
+    ) -> list[Envelope]: ...
+
+    async def delete_batch(self, handles: Sequence[str]) -> tuple[EntryFailure, ...]: ...
+
+    async def change_visibility_batch(
+        self, handles: Sequence[str], seconds: int
+    ) -> tuple[EntryFailure, ...]: ...
+
+    async def depths(self) -> QueueDepth: ...
+
+
+class Receiver:
+    """One receive worker. Several run at once: each long poll returns at most 10."""
+
+    def __init__(
+        self,
+        queue: QueueClient,
+        inbox: asyncio.Queue[list[Envelope] | None],
+        inflight: InFlight,
+        hooks: Hooks,
+        acks: Acknowledger,
+        *,
+        wait_seconds: int,
+        visibility_timeout: int | None,
+        drain: DrainWatch | None,
+        backoff: Backoff = RETRY_FOREVER,
+    ) -> None:
+        self._queue = queue
+        self._inbox = inbox
+        self._inflight = inflight
+        self._hooks = hooks
+        self._acks = acks
+        self._wait = wait_seconds
+        self._visibility = visibility_timeout
+        self._drain = drain
+        self._backoff = backoff
+
+    async def run(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
+        """Receive until `stop` is set or (drain mode) the drain is over. `halt` is set by
+        either and cuts a pause between retries short."""
+        halted = asyncio.ensure_future(halt.wait())  # one for the worker, not per receive
+        try:
+            await self._receive_all(stop, halt, halted)
+        finally:
+            halted.cancel()
+
+    async def _receive_all(
+        self, stop: asyncio.Event, halt: asyncio.Event, halted: asyncio.Future[Any]
+    ) -> None:
+        while not halt.is_set():
+            try:
+                envelopes = await self._receive_until(halt, halted)
+            except Interrupted as cut:
+                if cut.after_failures and not stop.is_set():
+                    # The drain is over, so SQS answered: this worker's outage is too.
+                    self._hooks.on_recovered("receive")
+                return
+            if envelopes is None:
+                return
+            if stop.is_set():
+                await self._hand_back(envelopes)
+                return
+            if envelopes:
+                await self._pass_on(envelopes)
+            elif self._drain is not None and await self._drain.over():
+                return
+
+    async def _receive_until(
+        self, halt: asyncio.Event, halted: asyncio.Future[Any]
+    ) -> list[Envelope] | None:
+        """One receive (retried while transient); None when it was cut at a halt."""
+        receive = asyncio.ensure_future(
+            observed("receive", self._receive_once, self._backoff, self._hooks, halt)
+        )
+        try:
+            await asyncio.wait({receive, halted}, return_when=asyncio.FIRST_COMPLETED)
+            if not receive.done():
+                await asyncio.wait({receive}, timeout=POLL_GRACE)
+        except BaseException:  # this worker is cancelled: so is its receive
+            receive.cancel()
+            raise
+        if receive.done():
+            return receive.result()
+        receive.cancel()
+        await asyncio.wait({receive})  # its own end; a cancellation of ours still propagates
+        if not receive.cancelled():
+            receive.exception()  # retrieved: it ended some other way as it was cut
+        return None
+
+    async def _receive_once(self) -> list[Envelope]:
+        return await self._queue.receive(self._wait, self._visibility)
+
+    async def _pass_on(self, envelopes: list[Envelope]) -> None:
+        now = asyncio.get_running_loop().time()
+        self._inflight.add((e.receipt_handle for e in envelopes), now)
+        self._hooks.on_received(len(envelopes))
+        if self._drain is not None:
+            self._drain.received()
+        await self._inbox.put(envelopes)
+
+    async def _hand_back(self, envelopes: list[Envelope]) -> None:
+        """Messages a poll brought after the stop: visible again at once, for whoever
+        receives next. Held meanwhile, so that if this is cut short the pipeline's final
+        hand-back covers them; a refusal is logged there, not raised."""
+        if not envelopes:
+            return
+        handles = [e.receipt_handle for e in envelopes]
+        self._inflight.add(handles, asyncio.get_running_loop().time())
+        try:
+            result = await self._acks.change_visibility(handles, 0, "release")
+        except IngestorError:
+            return  # still held: the pipeline's hand-back tries again, and says why
+        self._inflight.released(handles)
+        self._hooks.on_released(result)

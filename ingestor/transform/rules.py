@@ -1,0 +1,157 @@
+"""The field rules of PRODUCT.md section 4: what a valid login event is, and how it maps.
+
+`validate` returns the validated, flattened fields, or raises `Invalid` with a reason a
+person can act on. Reasons name fields and describe shapes, never values: a value may be PII.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ingestor.transform.masking import canonical_ip
+
+USER_ID_MAX = 128
+DEVICE_TYPE_MAX = 32
+LOCALE_MAX = 32
+DEVICE_ID_MAX = 256
+IP_MAX = 64  # the longest IPv6 text with a zone id fits; anything longer is not an address
+
+_VERSION = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,3}))?(?:\.([0-9]{1,3}))?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EPOCH = dt.date(1970, 1, 1)
+_MS_PER_DAY = 86_400_000
+
+
+class Invalid(ValueError):
+    """A message breaks a rule. `code` groups rejects; `reason` explains this one."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """A valid event's fields, ip canonicalised, ready to be masked."""
+
+    user_id: str
+    device_type: str | None
+    ip: str | None
+    device_id: str | None
+    locale: str | None
+    app_version: int | None
+
+
+def app_version_number(text: str) -> int:
+    """'2.3.0' -> 2003000: major*1_000_000 + minor*1_000 + patch (order-preserving)."""
+    match = _VERSION.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    major, minor, patch = match.groups()
+    return int(major) * 1_000_000 + int(minor or 0) * 1_000 + int(patch or 0)
+
+
+def app_version_text(number: int) -> str:
+    """2003000 -> '2.3.0': the canonical spelling of a stored version ('2.00' and '2' were
+    one version, 2000000, and read back as '2.0.0')."""
+    return f"{number // 1_000_000}.{number // 1_000 % 1_000}.{number % 1_000}"
+
+
+def create_date(sent_timestamp_ms: int) -> dt.date:
+    """The UTC date of the message's SQS SentTimestamp (a replay gives the same date)."""
+    return _EPOCH + dt.timedelta(days=sent_timestamp_ms // _MS_PER_DAY)
+
+
+def validate(event: dict[str, Any]) -> Fields:
+    """Check every field of a parsed body and return them flattened, or raise `Invalid`."""
+    user_id = event.get("user_id")
+    if user_id is None or user_id == "":
+        raise Invalid("missing_user_id", "user_id is required (a non-empty string)")
+    return Fields(
+        user_id=_text(user_id, "user_id", USER_ID_MAX),
+        device_type=_optional_text(event.get("device_type"), "device_type", DEVICE_TYPE_MAX),
+        ip=_ip(event.get("ip")),
+        device_id=_optional_text(event.get("device_id"), "device_id", DEVICE_ID_MAX),
+        locale=_optional_text(event.get("locale"), "locale", LOCALE_MAX),
+        app_version=_app_version(event.get("app_version")),
+    )
+
+
+def passes_rule(field: str, value: object) -> bool:
+    """Whether one of the login fields `user_id`, `device_type`, `locale`, `app_version`
+    holds a value its rule accepts (null included: the field may be left out)."""
+    try:
+        _FIELD_RULES[field](value)
+    except Invalid:
+        return False
+    return True
+
+
+def _text(value: object, field: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"invalid_{field}", f"{field} must be a string (got {json_kind(value)})")
+    if not value:
+        raise Invalid(f"invalid_{field}", f"{field} must not be empty (omit it or send null)")
+    if len(value) > limit:
+        raise Invalid(
+            f"invalid_{field}",
+            f"{field} is {len(value)} characters long; at most {limit} fit its column",
+        )
+    if _CONTROL.search(value):
+        raise Invalid(f"invalid_{field}", f"{field} contains control characters")
+    return value
+
+
+def _optional_text(value: object, field: str, limit: int) -> str | None:
+    return None if value is None else _text(value, field, limit)
+
+
+def _ip(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _text(value, "ip", IP_MAX)
+    try:
+        return canonical_ip(text)
+    except ValueError:
+        raise Invalid("invalid_ip", "ip is not a valid IPv4 or IPv6 address") from None
+
+
+def _app_version(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Invalid(
+            "invalid_app_version", f"app_version must be a string (got {json_kind(value)})"
+        )
+    try:
+        return app_version_number(value)
+    except ValueError:
+        raise Invalid(
+            "invalid_app_version",
+            "app_version must be 1 to 3 dot-separated groups of 1 to 3 digits, like 2.3.0",
+        ) from None
+
+
+def json_kind(value: object) -> str:
+    """The JSON type name of a parsed value, for messages that must not quote the value."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "null"
+
+
+_FIELD_RULES = {
+    "user_id": lambda value: _optional_text(value, "user_id", USER_ID_MAX),
+    "device_type": lambda value: _optional_text(value, "device_type", DEVICE_TYPE_MAX),
+    "locale": lambda value: _optional_text(value, "locale", LOCALE_MAX),
+    "app_version": _app_version,
+}

@@ -21,7 +21,7 @@ import asyncpg
 from benchmarks import e2e, simulated, stages, tuning
 from benchmarks.fauxqs import fauxqs_server
 from benchmarks.measure import Figure
-from ingestor.cli.main import run_async
+from ingestor.cli.runtime import run_async
 from ingestor.demo.embedded import embedded_postgres
 from ingestor.sink.schema import migrate
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import orjson
 
-from ingestor.cli.main import run_async
+from ingestor.cli.runtime import run_async
 from ingestor.models import BatchResult, Processed
-from ingestor.observe.hooks import Hooks
 from ingestor.pipeline.service import run_service
+from ingestor.ports import Hooks
 from ingestor.settings import load_settings
 
 

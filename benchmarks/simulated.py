@@ -14,8 +14,8 @@ from benchmarks.sqs_double import SqsDouble
 from benchmarks.stages import KEY, envelopes
 from ingestor.custody.ledger import ErasureLedger
 from ingestor.models import Processed
-from ingestor.observe.hooks import Hooks
 from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
+from ingestor.ports import Hooks
 from ingestor.sink.postgres import PostgresSink, close_pool, create_pool
 from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer

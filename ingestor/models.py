@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -164,3 +165,21 @@ class QueueAttributes:
 
     depth: QueueDepth
     visibility_timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A batch as it may be written: rejects and vault entries without erased values."""
+
+    rejects: Sequence[Rejection]
+    vault: Sequence[VaultEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class Buffered:
+    """What waits in the two internal queues, in items of up to 10 messages (one receive
+    each), and how many items each may hold."""
+
+    received: int
+    processed: int
+    capacity: int

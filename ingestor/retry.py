@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ingestor.errors import IngestorError, TransientError
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import Hooks
 
 T = TypeVar("T")
 

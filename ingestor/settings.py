@@ -17,8 +17,8 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingestor.custody.keys import decode_key, weak_key_problem
 from ingestor.errors import ConfigError
+from ingestor.keytext import decode_key, weak_key_problem
 
 ENV_PREFIX = "INGESTOR_"
 # The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.

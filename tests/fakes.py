@@ -17,7 +17,7 @@ from ingestor.models import (
     VaultEntry,
     WriteResult,
 )
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import Hooks
 
 SENT_MS = 1_700_000_000_000  # 2023-11-14 UTC
 

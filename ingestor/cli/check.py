@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from ingestor.custody import keyrecord
 from ingestor.errors import ConfigError, IngestorError, QueueError, QueueGone
-from ingestor.pipeline.service import not_found, open_queue
+from ingestor.pipeline.assembly import not_found, open_queue
 from ingestor.settings import Settings, env_name
 from ingestor.sink.postgres import connect, mapped_errors
 from ingestor.sink.schema import schema_problems

@@ -18,10 +18,10 @@ from ingestor.custody.keys import (
     public_key_of,
     read_private_key,
     vault_key_id,
-    weak_key_problem,
     write_private_key,
 )
 from ingestor.errors import ConfigError
+from ingestor.keytext import weak_key_problem
 from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.terminal import printable
 from ingestor.transform.masking import mask_key_id
@@ -293,7 +293,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.custody.ledger import ErasureLedger  # noqa: PLC0415
     from ingestor.custody.replay import Replay, replay  # noqa: PLC0415
     from ingestor.custody.vault import Sealer, VaultingMasker  # noqa: PLC0415
-    from ingestor.pipeline.service import build_masker, open_pool  # noqa: PLC0415
+    from ingestor.pipeline.assembly import build_masker, open_pool  # noqa: PLC0415
     from ingestor.sink.postgres import PostgresSink  # noqa: PLC0415
     from ingestor.transform.transformer import Transformer  # noqa: PLC0415
 
@@ -333,7 +333,7 @@ def _run(
 ) -> Any:
     """`work` on one connection, after migrating; `keyed`: only with the masking key the
     tables' tokens are made with (exit 2 otherwise)."""
-    from ingestor.cli.main import run_async  # noqa: PLC0415
+    from ingestor.cli.runtime import run_async  # noqa: PLC0415
     from ingestor.custody import keyrecord  # noqa: PLC0415
     from ingestor.sink.postgres import connect, mapped_errors  # noqa: PLC0415
     from ingestor.sink.schema import migrate  # noqa: PLC0415

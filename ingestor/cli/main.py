@@ -12,20 +12,19 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 from ingestor import __version__
 from ingestor.cli.custody import HANDLERS, add_commands
 from ingestor.cli.hardening import disable_core_dumps
+from ingestor.cli.runtime import faster_depth_sampling, run_async
 from ingestor.errors import ConfigError, DrainIncomplete, IngestorError
 from ingestor.observe.hooks import HookChain, LogHooks, Stats
 from ingestor.observe.logs import configure
-from ingestor.observe.progress import LIVE_DEPTH_INTERVAL, live_progress
+from ingestor.observe.progress import live_progress
 from ingestor.settings import Settings, env_name, load_settings
 
 log = logging.getLogger("ingestor")
-T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -96,15 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when it is installed, else on the default event loop."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
-
 def _run(settings: Settings) -> int:
     from ingestor.pipeline.service import run_service  # noqa: PLC0415 - keeps --help fast
 
@@ -151,14 +141,6 @@ def log_summary(stats: Stats) -> None:
     )
 
 
-def faster_depth_sampling(settings: Settings) -> Settings:
-    """Settings that sample the queue's depth often enough for a live progress line."""
-    interval = settings.queue_depth_interval
-    if not interval:
-        return settings
-    return settings.model_copy(update={"queue_depth_interval": min(interval, LIVE_DEPTH_INTERVAL)})
-
-
 def _stop_on_signals() -> asyncio.Event:
     """An event set by SIGTERM or SIGINT; a second signal exits at once."""
     stop = asyncio.Event()
@@ -184,7 +166,7 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def _migrate(settings: Settings) -> int:
-    from ingestor.pipeline.service import run_migrations  # noqa: PLC0415
+    from ingestor.pipeline.assembly import run_migrations  # noqa: PLC0415
 
     settings.require("database_url")
     applied = run_async(run_migrations(settings))

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from ingestor.custody.tombstones import is_tombstone, remapped, tombstone
-from ingestor.models import LoginRow, Rejection, VaultEntry
+from ingestor.models import LoginRow, Rejection, Settled, VaultEntry
+from ingestor.ports import Digests
 from ingestor.sink.queries import query
 from ingestor.transform.rejects import user_id_text
 
@@ -35,22 +36,6 @@ _FIELDS = ("masked_ip", "masked_device_id")
 # Where an erased value stands in a batch: ("row", message id, column) or
 # ("reject", message id, token).
 Ref = tuple[str, str, str]
-
-
-class Digests(Protocol):
-    """The keyed digests the ledger is kept in (a masker has them)."""
-
-    def digest_user(self, user_id: str) -> str: ...
-
-    def digest_erased(self, user_digest: str, token: str) -> str: ...
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settled:
-    """A batch as it may be written: rejects and vault entries without erased values."""
-
-    rejects: Sequence[Rejection]
-    vault: Sequence[VaultEntry]
 
 
 class ErasureLedger:

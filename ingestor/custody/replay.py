@@ -23,8 +23,8 @@ import orjson
 from ingestor.custody.audit import Request, record
 from ingestor.custody.vault import EntryRefused, Opener, SealedError
 from ingestor.models import Envelope, LoginRow, Processed, WriteResult
-from ingestor.pipeline.writer import split_outcomes, vault_entries
-from ingestor.sink.isolation import Batch, Sink, write_isolating
+from ingestor.ports import Sink
+from ingestor.sink.isolation import Batch, split_outcomes, vault_entries, write_isolating
 from ingestor.sink.queries import query
 from ingestor.transform.transformer import Transformer
 

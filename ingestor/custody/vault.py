@@ -29,7 +29,7 @@ from nacl.exceptions import CryptoError
 from ingestor.custody.keys import public_key_of, vault_key_id
 from ingestor.errors import PermanentError
 from ingestor.models import Processed, VaultEntry
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import Hooks
 from ingestor.terminal import printable
 from ingestor.transform.masking import HmacMasker, mask_key_id
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ingestor.cli.main import faster_depth_sampling, run_async
+from ingestor.cli.runtime import faster_depth_sampling, run_async
 from ingestor.custody.audit import Request
 from ingestor.custody.keys import generate_key_pair, public_key_of
 from ingestor.custody.ledger import ErasureLedger
@@ -31,15 +31,10 @@ from ingestor.models import Envelope
 from ingestor.observe.hooks import HookChain, Stats
 from ingestor.observe.logs import configure
 from ingestor.observe.progress import live_progress
-from ingestor.pipeline.service import (
-    build_masker,
-    open_pool,
-    open_queue,
-    run_migrations,
-    run_service,
-)
-from ingestor.pipeline.writer import split_outcomes, vault_entries
+from ingestor.pipeline.assembly import build_masker, open_pool, open_queue, run_migrations
+from ingestor.pipeline.service import run_service
 from ingestor.settings import DEMO_HMAC_KEY, Settings
+from ingestor.sink.isolation import split_outcomes, vault_entries
 from ingestor.sink.postgres import PostgresSink, connect
 from ingestor.sink.queries import query
 from ingestor.source.acks import Acknowledger

@@ -1,8 +1,8 @@
 """Hooks: how metrics, logs and summaries observe the pipeline without living in its loops.
 
-The pipeline calls one `Hooks` object at each event; `HookChain` fans out to several.
-A hook must be cheap and must not raise (it runs on the hot path, once per batch).
-Nothing passed to a hook carries plaintext PII.
+The stages call one `Hooks` object (`ports.py` lists the events) at each event; `HookChain`
+fans out to several and keeps a failing observer from reaching a stage. Nothing passed to
+a hook carries plaintext PII.
 """
 
 from __future__ import annotations
@@ -12,107 +12,66 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ingestor.errors import IngestorError
-from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
+from ingestor.models import BatchResult, Rejection, WriteResult
+from ingestor.ports import Hooks
+from ingestor.terminal import printable
 
 log = logging.getLogger("ingestor")
 
 
-class Hooks:
-    """No-op base: subclasses override what they observe."""
-
-    def on_state(self, state: str) -> None:
-        """The service's life: starting (migrating, connecting), running (ready),
-        draining (stop requested: finishing in-flight work), stopped."""
-
-    def on_received(self, count: int) -> None:
-        """A receive call returned `count` messages."""
-
-    def on_written(
-        self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
-    ) -> None:
-        """A batch was committed."""
-
-    def on_committed(self, batch: Sequence[Processed]) -> None:
-        """These messages are committed (for lag: now - their sent_timestamp_ms)."""
-
-    def on_deleted(self, result: BatchResult) -> None:
-        """A committed batch's messages were deleted from the queue (or failed to be)."""
-
-    def on_released(self, result: BatchResult) -> None:
-        """Uncommitted messages were made visible again (on an abort)."""
-
-    def on_extended(self, result: BatchResult) -> None:
-        """The heartbeat extended the visibility of messages still in flight."""
-
-    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
-        """A failure in `stage` ('receive', 'write', 'delete', 'heartbeat', 'startup') will
-        be retried."""
-
-    def on_recovered(self, stage: str) -> None:
-        """`stage` works again after transient failures."""
-
-    def on_queue_depth(self, depth: QueueDepth) -> None:
-        """The queue's depth was sampled (every few seconds, not per message)."""
-
-    def on_gave_up(self, stage: str) -> None:
-        """`stage` ran out of retries for one operation (deletes do: SQS redelivers those
-        messages). Its outage is over as far as that operation goes; the next failure
-        starts a new one."""
+# The events, read off `Hooks` itself: a new event is one method there, and no more.
+EVENTS: tuple[str, ...] = tuple(name for name in vars(Hooks) if name.startswith("on_"))
 
 
 class HookChain(Hooks):
-    """Calls every hook in order."""
+    """Calls every hook, in order, at each event. A hook that raises is logged once (by
+    its name) and counted in `failures`; the stage that reported the event never sees the
+    error, and the other hooks still run. Chains given to a chain are flattened, so one
+    chain counts every failure."""
 
     def __init__(self, *hooks: Hooks) -> None:
-        self.hooks = hooks
+        self.hooks: tuple[Hooks, ...] = tuple(
+            inner
+            for hook in hooks
+            for inner in (hook.hooks if isinstance(hook, HookChain) else (hook,))
+        )
+        self.failures: Counter[str] = Counter()  # hook name -> errors it raised
+        for event in EVENTS:
+            setattr(self, event, self._dispatcher(event))
 
-    def on_state(self, state: str) -> None:
-        for hook in self.hooks:
-            hook.on_state(state)
+    def _dispatcher(self, event: str) -> Callable[..., None]:
+        # Only the hooks that observe this event: most events reach one or two of them.
+        calls = [(hook, getattr(hook, event)) for hook in self.hooks if _observes(hook, event)]
 
-    def on_received(self, count: int) -> None:
-        for hook in self.hooks:
-            hook.on_received(count)
+        def dispatch(*args: Any) -> None:
+            for hook, call in calls:
+                try:
+                    call(*args)
+                except Exception as error:  # an observer's bug must not stop a stage
+                    self._failed(hook, event, error)
 
-    def on_written(
-        self, result: WriteResult, rejections: Sequence[Rejection], seconds: float
-    ) -> None:
-        for hook in self.hooks:
-            hook.on_written(result, rejections, seconds)
+        return dispatch
 
-    def on_committed(self, batch: Sequence[Processed]) -> None:
-        for hook in self.hooks:
-            hook.on_committed(batch)
+    def _failed(self, hook: Hooks, event: str, error: Exception) -> None:
+        name = type(hook).__name__
+        if not self.failures[name]:
+            log.error(
+                "hook %s failed on %s (%s: %s); the pipeline goes on, and further failures "
+                "of this hook are counted (ingestor_hook_failures_total), not logged",
+                name,
+                event,
+                type(error).__name__,
+                printable(str(error)),
+                extra={"event": "hook_failed", "hook": name},
+            )
+        self.failures[name] += 1
 
-    def on_deleted(self, result: BatchResult) -> None:
-        for hook in self.hooks:
-            hook.on_deleted(result)
 
-    def on_released(self, result: BatchResult) -> None:
-        for hook in self.hooks:
-            hook.on_released(result)
-
-    def on_extended(self, result: BatchResult) -> None:
-        for hook in self.hooks:
-            hook.on_extended(result)
-
-    def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
-        for hook in self.hooks:
-            hook.on_retry(stage, error, attempt, delay)
-
-    def on_recovered(self, stage: str) -> None:
-        for hook in self.hooks:
-            hook.on_recovered(stage)
-
-    def on_queue_depth(self, depth: QueueDepth) -> None:
-        for hook in self.hooks:
-            hook.on_queue_depth(depth)
-
-    def on_gave_up(self, stage: str) -> None:
-        for hook in self.hooks:
-            hook.on_gave_up(stage)
+def _observes(hook: Hooks, event: str) -> bool:
+    return getattr(type(hook), event, None) is not getattr(Hooks, event)
 
 
 @dataclass
@@ -220,6 +179,22 @@ class LogHooks(Hooks):
             return False
         self._refusals_logged[code] = now
         return True
+
+    def on_shutdown_timeout(self, timeout: float, held: int) -> None:
+        log.error(
+            "shutdown timeout (%.0f s) reached; handing %d uncommitted messages back to the queue",
+            timeout,
+            held,
+            extra={"event": "shutdown_timeout", "held": held},
+        )
+
+    def on_not_released(self, count: int, why: str) -> None:
+        log.warning(
+            "could not hand %d messages back: %s; they come back after their visibility timeout",
+            count,
+            why,
+            extra={"event": "release_failed", "count": count},
+        )
 
     def on_state(self, state: str) -> None:
         line = STATE_LINES.get(state, state)

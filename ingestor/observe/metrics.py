@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -24,13 +24,13 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ingestor import __version__
 from ingestor.errors import IngestorError
 from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
-from ingestor.observe.hooks import Hooks
 from ingestor.observe.readiness import Readiness
-from ingestor.pipeline.supervisor import Pipeline
+from ingestor.ports import Buffers, Hooks
 
 PREFIX = "ingestor_"
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -93,6 +93,11 @@ class PrometheusHooks(Hooks):
         self.released = counter(
             "messages_released", "Uncommitted messages handed back to SQS on shutdown"
         )
+        self.not_released = counter(
+            "messages_not_released",
+            "Uncommitted messages that could not be handed back on shutdown (they come back "
+            "after their visibility timeout)",
+        )
         self.extended = counter(
             "visibility_extensions", "Visibility extensions of held messages (heartbeat)"
         )
@@ -138,7 +143,11 @@ class PrometheusHooks(Hooks):
             "ready", "1 when this copy can work (as /readyz, less its live query)"
         )
 
-    def watch(self, pipeline: Pipeline) -> None:
+    def watch_hooks(self, failures: Mapping[str, int]) -> None:
+        """Read the errors each hook raised (counted by `HookChain`) at each scrape."""
+        self.registry.register(_HookFailures(failures))
+
+    def watch(self, pipeline: Buffers) -> None:
         """Read the pipeline's in-flight count and buffers at each scrape."""
         self.inflight.set_function(lambda: len(pipeline.inflight))
         self.buffered.labels("received").set_function(lambda: pipeline.buffered().received)
@@ -177,6 +186,9 @@ class PrometheusHooks(Hooks):
     def on_released(self, result: BatchResult) -> None:
         self.released.inc(result.succeeded)
 
+    def on_not_released(self, count: int, why: str) -> None:
+        self.not_released.inc(count)
+
     def on_extended(self, result: BatchResult) -> None:
         self.extended.inc(result.succeeded)
 
@@ -186,3 +198,21 @@ class PrometheusHooks(Hooks):
     def on_queue_depth(self, depth: QueueDepth) -> None:
         self.queue_visible.set(depth.visible)
         self.queue_in_flight.set(depth.in_flight)
+
+
+class _HookFailures:
+    """`ingestor_hook_failures_total{hook}`: errors an observer raised, which the pipeline
+    went on without (logged once per hook)."""
+
+    def __init__(self, failures: Mapping[str, int]) -> None:
+        self._failures = failures
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "hook_failures",
+            "Errors raised by an observer (hook); the pipeline went on without it",
+            labels=["hook"],
+        )
+        for hook, count in sorted(self._failures.items()):
+            family.add_metric([code_label(hook)], count)
+        yield family

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ingestor.errors import IngestorError
 from ingestor.models import BatchResult, QueueDepth, Rejection, WriteResult
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import Hooks
 
 Probe = Callable[[], Awaitable[object]]
 PROBE_TIMEOUT = 2.0  # seconds; a probe that takes longer counts as a failure

@@ -11,26 +11,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from ingestor.errors import IngestorError
-from ingestor.models import QueueDepth
-from ingestor.observe.hooks import HookChain, Hooks
+from ingestor.observe.hooks import HookChain
 from ingestor.observe.http import build_app, serving
 from ingestor.observe.metrics import PrometheusHooks
 from ingestor.observe.progress import ProgressLog
 from ingestor.observe.readiness import Readiness
-from ingestor.pipeline.supervisor import Pipeline
+from ingestor.ports import Buffers, DepthSource, Hooks
 from ingestor.settings import Settings
 from ingestor.sink.postgres import ping
 
 log = logging.getLogger("ingestor")
-
-
-class DepthSource(Protocol):
-    async def depths(self) -> QueueDepth: ...
 
 
 class Telemetry:
@@ -45,9 +40,11 @@ class Telemetry:
         self.progress = ProgressLog() if settings.progress_interval else None
         observers = [self.readiness, self.metrics, self.progress]
         self.hooks = HookChain(hooks, *(hook for hook in observers if hook is not None))
+        if self.metrics is not None:
+            self.metrics.watch_hooks(self.hooks.failures)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def attach(self, pipeline: Pipeline, queue: DepthSource, pool: asyncpg.Pool) -> None:
+    def attach(self, pipeline: Buffers, queue: DepthSource, pool: asyncpg.Pool) -> None:
         """Watch a pipeline about to run: its gauges, a live database check for /readyz,
         and the background tasks."""
         self.readiness.probe_database_with(lambda: ping(pool))

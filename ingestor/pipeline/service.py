@@ -9,26 +9,27 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import asyncpg
-
 from ingestor.custody import keyrecord
 from ingestor.custody.erasure import follow_erasures
 from ingestor.custody.ledger import ErasureLedger
-from ingestor.custody.vault import Sealer, VaultingMasker, VaultMemory
+from ingestor.custody.vault import VaultingMasker, VaultMemory
 from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
 from ingestor.models import QueueAttributes
-from ingestor.observe.hooks import HookChain, Hooks
+from ingestor.observe.hooks import HookChain
 from ingestor.observe.telemetry import Telemetry, observing
+from ingestor.pipeline.assembly import (
+    build_masker,
+    not_found,
+    open_pool,
+    open_queue,
+    run_migrations,
+)
 from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
-from ingestor.pipeline.writer import WriterConfig
+from ingestor.ports import Hooks
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.settings import Settings, env_name
-from ingestor.sink.postgres import PostgresSink, close_pool, connect, create_pool, mapped_errors
-from ingestor.sink.schema import migrate
-from ingestor.source.acks import DEFAULT_POLICY, AckPolicy
-from ingestor.source.sqs import SqsQueue, open_sqs
-from ingestor.source.sqs_wire import WireSqs, wire_session
-from ingestor.transform.masking import HmacMasker
+from ingestor.sink.postgres import PostgresSink, connect, mapped_errors
+from ingestor.source.sqs import SqsQueue
 from ingestor.transform.transformer import Transformer
 
 log = logging.getLogger("ingestor")
@@ -54,52 +55,6 @@ def pipeline_config(settings: Settings, visibility: tuple[int, int | None]) -> P
         shutdown_timeout=settings.shutdown_timeout,
         max_hold_seconds=settings.max_hold_seconds,
     )
-
-
-@asynccontextmanager
-async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
-    settings.require("queue_url")
-    assert settings.queue_url is not None
-    async with open_sqs(settings.region, settings.sqs_endpoint_url, connections(settings)) as aws:
-        if settings.sqs_client == "botocore":
-            yield SqsQueue(aws.client, settings.queue_url, aws.credentials)
-            return
-        async with wire_session(connections(settings)) as http:
-            yield WireSqs(aws, settings.queue_url, http)
-
-
-def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
-    """HTTP connections to SQS: one per long poll, and the batch calls of each writer's
-    pending deletes, the heartbeat and the hand-back."""
-    pending = WriterConfig(settings.batch_size, settings.flush_interval).pending_deletes
-    return settings.receivers + policy.connections(settings.writers * pending + 2)
-
-
-@asynccontextmanager
-async def open_pool(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator[asyncpg.Pool]:
-    """The pool; at start-up a database that is not there yet is waited for."""
-    size = settings.writers + 1
-    pool = await observed(
-        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
-    )
-    try:
-        yield pool
-    finally:
-        await close_pool(pool)
-
-
-async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list[str]:
-    """Migrate; a database that is not reachable yet (a pod starting before it) is
-    retried with backoff rather than failing the start."""
-
-    async def attempt() -> list[str]:
-        connection = await connect(settings.dsn)
-        try:
-            return await migrate(connection)
-        finally:
-            await connection.close()
-
-    return await observed("startup", attempt, RETRY_FOREVER, hooks or Hooks())
 
 
 async def _prepare_database(settings: Settings, hooks: Hooks) -> str:
@@ -170,12 +125,6 @@ async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> 
         raise not_found(queue, settings) from None
 
 
-def not_found(queue: SqsQueue, settings: Settings) -> QueueGone:
-    """The queue is not where the settings say, in plain words."""
-    hint = settings.endpoint_hint() or f"check {env_name('queue_url')} and the region"
-    return QueueGone(f"queue {queue.name} does not exist in {queue.region} ({queue.url}): {hint}")
-
-
 def in_force(settings: Settings, attributes: QueueAttributes) -> tuple[int, int | None]:
     """(the visibility timeout in force, the one each receive sends): the operator's,
     sent; else the queue's own, not sent. A queue's 0 (every message visible again at
@@ -234,21 +183,6 @@ async def _beside(work: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-
-
-def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:
-    """The HMAC masker, sealing to the vault when a public key is set."""
-    public_key = settings.vault_key
-    if public_key is None:
-        log.warning(
-            "vault off (no %s): masked values can never be recovered",
-            env_name("vault_public_key"),
-            extra={"event": "vault_off"},
-        )
-        return HmacMasker(settings.key_bytes)
-    sealer = Sealer(public_key)
-    log.info("vault on: sealing to key %s", sealer.key_id, extra={"event": "vault_on"})
-    return VaultingMasker(settings.key_bytes, sealer, settings.vault_cache_size)
 
 
 async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:

@@ -10,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ingestor.errors import IngestorError, QueueGone
-from ingestor.models import Envelope, Processed
-from ingestor.observe.hooks import Hooks
+from ingestor.errors import QueueGone
+from ingestor.models import Buffered, Envelope, Processed
+from ingestor.observe.hooks import HookChain
 from ingestor.pipeline.writer import BatchWriter, TransactionSize, WriterConfig
-from ingestor.sink.isolation import Breaker, Sink
+from ingestor.ports import Hooks, QueueClient, Sink
+from ingestor.sink.isolation import Breaker
 from ingestor.source.acks import DEFAULT_POLICY, Acknowledger, AckPolicy
 from ingestor.source.drain import DrainWatch
-from ingestor.source.leases import InFlight
-from ingestor.source.receiver import POLL_GRACE, QueueClient, Receiver
+from ingestor.source.leases import InFlight, hand_back, heartbeat
+from ingestor.source.receiver import POLL_GRACE, Receiver
 from ingestor.transform.transformer import Transformer
 
 log = logging.getLogger("ingestor")
@@ -68,16 +70,6 @@ class PipelineConfig:
         return min(5.0, self.shutdown_timeout / 4)
 
 
-@dataclass(frozen=True, slots=True)
-class Buffered:
-    """What waits in the two internal queues, in items of up to 10 messages (one receive
-    each), and how many items each may hold."""
-
-    received: int
-    processed: int
-    capacity: int
-
-
 class Pipeline:
     def __init__(
         self,
@@ -93,7 +85,9 @@ class Pipeline:
         self._sink = sink
         self._transformer = transformer
         self._config = config
-        self._hooks = hooks
+        # Every stage reports through a chain: an observer that raises never reaches them.
+        self._hooks = hooks if isinstance(hooks, HookChain) else HookChain(hooks)
+        hooks = self._hooks
         self.acks = Acknowledger(queue, acks, hooks)
         # One for all writers: refusals in a row across batches; one transaction size.
         self._breaker = Breaker()
@@ -132,7 +126,7 @@ class Pipeline:
                 task.cancel()
             await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
             if not isinstance(failure, QueueGone):  # a queue that is gone takes nothing back
-                await self._release_unfinished()
+                await hand_back(self.inflight, self.acks, self._hooks, self._config.release_budget)
             self._hooks.on_state("stopped")
 
     def _start(
@@ -204,12 +198,7 @@ class Pipeline:
                 await everything
 
     def _timed_out(self) -> None:
-        log.error(
-            "shutdown timeout (%.0f s) reached; handing %d uncommitted messages back to the queue",
-            self._config.shutdown_timeout,
-            len(self.inflight),
-            extra={"event": "shutdown_timeout", "held": len(self.inflight)},
-        )
+        self._hooks.on_shutdown_timeout(self._config.shutdown_timeout, len(self.inflight))
 
     def _receiver(self) -> Receiver:
         config = self._config
@@ -250,52 +239,13 @@ class Pipeline:
         for _ in range(self._config.writers):
             await outbox.put(None)
 
-    async def _heartbeat(self) -> None:
-        """Keep held messages invisible while they wait for a commit, so a slow flush or
-        an outage does not make SQS hand them to another consumer. A message held longer
-        than max_hold_seconds is no longer extended: it goes back to the queue (and, after
-        maxReceiveCount, to the dead-letter queue) instead of being held forever. Each
-        beat's calls are retried as `acks.py` says; a beat that still fails is reported
-        and the next one tries again."""
-        config, loop = self._config, asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(config.heartbeat_interval)
-            handles = self.inflight.held_since(loop.time() - config.max_hold_seconds)
-            if not handles:
-                continue
-            try:
-                result = await self.acks.change_visibility(handles, config.visibility_timeout)
-            except IngestorError as error:  # the queue refused the call itself
-                self._hooks.on_retry("heartbeat", error, 1, config.heartbeat_interval)
-                continue
-            self._hooks.on_extended(result)
-
-    async def _release_unfinished(self) -> None:
-        """Hand what was received and not committed back to SQS (visibility 0), within
-        what is left of the shutdown timeout."""
-        handles = self.inflight.snapshot()
-        if not handles:
-            return
-        budget = self._config.release_budget
-        try:
-            async with asyncio.timeout(budget):
-                result = await self.acks.change_visibility(handles, 0, "release")
-        except TimeoutError:
-            self._not_released(len(handles), f"SQS did not answer within {budget:.1f} s")
-            return
-        except IngestorError as error:
-            self._not_released(len(handles), str(error))
-            return
-        self.inflight.released(handles)
-        self._hooks.on_released(result)
-        if result.failed:
-            codes = sorted({code for _, code in result.failed})
-            self._not_released(len(result.failed), f"SQS refused them ({', '.join(codes)})")
-
-    def _not_released(self, count: int, why: str) -> None:
-        log.warning(
-            "could not hand %d messages back: %s; they come back after their visibility timeout",
-            count,
-            why,
-            extra={"event": "release_failed", "count": count},
+    def _heartbeat(self) -> Coroutine[Any, Any, None]:
+        config = self._config
+        return heartbeat(
+            self.inflight,
+            self.acks,
+            self._hooks,
+            interval=config.heartbeat_interval,
+            visibility_timeout=config.visibility_timeout,
+            max_hold_seconds=config.max_hold_seconds,
         )

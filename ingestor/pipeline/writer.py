@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingestor.errors import StatementTimeout
@@ -22,12 +21,19 @@ from ingestor.models import (
     LoginRow,
     Processed,
     Rejection,
-    VaultEntry,
     WriteResult,
 )
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import Hooks, Sink
 from ingestor.retry import RETRY_FOREVER, Backoff, observed
-from ingestor.sink.isolation import Batch, Breaker, Digest, Sink, split_items, write_isolating
+from ingestor.sink.isolation import (
+    Batch,
+    Breaker,
+    Digest,
+    split_items,
+    split_outcomes,
+    vault_entries,
+    write_isolating,
+)
 from ingestor.source.acks import Acknowledger
 from ingestor.source.leases import InFlight
 
@@ -171,26 +177,6 @@ class BatchWriter:
             self._hooks.on_deleted(await self._acks.delete(handles))
         finally:
             self._inflight.deleted(len(handles))
-
-
-def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rejection]]:
-    """Rows (one per message id: a message redelivered within one batch is written once)
-    and rejects, in that order."""
-    rows: dict[str, LoginRow] = {}
-    rejects: dict[str, Rejection] = {}
-    for item in batch:
-        outcome = item.outcome
-        if type(outcome) is LoginRow:
-            rows[item.message_id] = outcome
-        else:
-            rejects[item.message_id] = outcome  # type: ignore[assignment]
-    return list(rows.values()), list(rejects.values())
-
-
-def vault_entries(batch: Sequence[Processed]) -> list[VaultEntry]:
-    """The batch's sealed values, one per token."""
-    entries = {entry.token: entry for item in batch for entry in item.vault}
-    return list(entries.values())
 
 
 def _as_stored(rejects: list[Rejection], refused: list[Rejection]) -> list[Rejection]:

@@ -19,26 +19,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import orjson
 
 from ingestor.errors import DatabaseError, RowRejected
 from ingestor.models import LoginRow, Processed, Rejection, VaultEntry, WriteResult
-
-
-class Sink(Protocol):
-    """The seam to the database: commits rows, rejects and vault entries in one
-    transaction, or raises `RowRejected` (a row was refused), a `TransientError` or a
-    `PermanentError`."""
-
-    async def write(
-        self,
-        rows: Sequence[LoginRow],
-        rejects: Sequence[Rejection],
-        vault: Sequence[VaultEntry] = (),
-    ) -> WriteResult: ...
-
+from ingestor.ports import Sink
 
 Digest = Callable[[bytes], str]
 # Refused rows in a row, with one SQLSTATE and no row accepted in between, that mean the
@@ -187,3 +173,23 @@ def refused_reject(rejection: Rejection, refused: RowRejected) -> Rejection:
         key_id=rejection.key_id,
         user_digest=rejection.user_digest,  # and erasure by user finds it by this
     )
+
+
+def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rejection]]:
+    """Rows (one per message id: a message redelivered within one batch is written once)
+    and rejects, in that order."""
+    rows: dict[str, LoginRow] = {}
+    rejects: dict[str, Rejection] = {}
+    for item in batch:
+        outcome = item.outcome
+        if type(outcome) is LoginRow:
+            rows[item.message_id] = outcome
+        else:
+            rejects[item.message_id] = outcome  # type: ignore[assignment]
+    return list(rows.values()), list(rejects.values())
+
+
+def vault_entries(batch: Sequence[Processed]) -> list[VaultEntry]:
+    """The batch's sealed values, one per token."""
+    entries = {entry.token: entry for item in batch for entry in item.vault}
+    return list(entries.values())

@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
-from ingestor.custody.ledger import ErasureLedger
 from ingestor.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -43,6 +42,7 @@ from ingestor.models import (
     VaultEntry,
     WriteResult,
 )
+from ingestor.ports import Settler
 from ingestor.sink.queries import query
 from ingestor.terminal import printable
 
@@ -224,7 +224,7 @@ class PostgresSink:
     insert new vault entries, merge into user_logins, upsert rejects; all in one
     transaction. Implements `Sink`."""
 
-    def __init__(self, pool: asyncpg.Pool, ledger: ErasureLedger) -> None:
+    def __init__(self, pool: asyncpg.Pool, ledger: Settler) -> None:
         self._pool = pool
         self._ledger = ledger
         self._merge = query("merge_logins")

@@ -16,25 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from ingestor.errors import TransientError
 from ingestor.models import BatchResult, EntryFailure
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import BatchCalls, Hooks
 from ingestor.retry import Backoff
 from ingestor.source.sqs_errors import RECEIPT_GONE
 
 BATCH = 10  # entries per SQS *Batch call: the API's limit
-
-
-class BatchCalls(Protocol):
-    """The two batch calls of a queue client (at most 10 handles each)."""
-
-    async def delete_batch(self, handles: Sequence[str]) -> tuple[EntryFailure, ...]: ...
-
-    async def change_visibility_batch(
-        self, handles: Sequence[str], seconds: int
-    ) -> tuple[EntryFailure, ...]: ...
 
 
 # About 6 s of tries: a blip passes, and a message whose delete still fails comes back

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
 
 from ingestor.errors import IngestorError
 from ingestor.models import QueueDepth
-from ingestor.observe.hooks import Hooks
+from ingestor.ports import DepthSource, Hooks
 
 CHECK_INTERVAL = 1.0  # seconds between two looks at the counts while waiting
-
-
-class DepthSource(Protocol):
-    async def depths(self) -> QueueDepth: ...
 
 
 class DrainWatch:

@@ -9,7 +9,12 @@ once. A drain is not over while either kind remains: SQS counts both as in fligh
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
+
+from ingestor.errors import IngestorError
+from ingestor.ports import Hooks
+from ingestor.source.acks import Acknowledger
 
 
 class InFlight:
@@ -51,3 +56,54 @@ class InFlight:
 
     def __len__(self) -> int:
         return len(self._received_at)
+
+
+async def heartbeat(
+    inflight: InFlight,
+    acks: Acknowledger,
+    hooks: Hooks,
+    *,
+    interval: float,
+    visibility_timeout: int,
+    max_hold_seconds: float,
+) -> None:
+    """Keep held messages invisible while they wait for a commit, so a slow flush or an
+    outage does not make SQS hand them to another consumer. A message held longer than
+    `max_hold_seconds` is no longer extended: it goes back to the queue (and, after
+    maxReceiveCount, to the dead-letter queue) instead of being held forever. Each beat's
+    calls are retried as `acks.py` says; a beat that still fails is reported and the next
+    one tries again. Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        handles = inflight.held_since(loop.time() - max_hold_seconds)
+        if not handles:
+            continue
+        try:
+            result = await acks.change_visibility(handles, visibility_timeout)
+        except IngestorError as error:  # the queue refused the call itself
+            hooks.on_retry("heartbeat", error, 1, interval)
+            continue
+        hooks.on_extended(result)
+
+
+async def hand_back(inflight: InFlight, acks: Acknowledger, hooks: Hooks, budget: float) -> None:
+    """Hand what was received and not committed back to SQS (visibility 0) within
+    `budget` seconds, so another consumer takes it at once."""
+    handles = inflight.snapshot()
+    if not handles:
+        return
+    try:
+        async with asyncio.timeout(budget):
+            result = await acks.change_visibility(handles, 0, "release")
+    except TimeoutError:
+        hooks.on_not_released(len(handles), f"SQS did not answer within {budget:.1f} s")
+        return
+    except IngestorError as error:
+        hooks.on_not_released(len(handles), str(error))
+        return
+    inflight.released(handles)
+    hooks.on_released(result)
+    if result.failed:
+        codes = sorted({code for _, code in result.failed})
+        hooks.on_not_released(len(result.failed), f"SQS refused them ({', '.join(codes)})")

@@ -13,12 +13,11 @@ between retries end at a stop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from ingestor.errors import IngestorError
-from ingestor.models import EntryFailure, Envelope, QueueDepth
-from ingestor.observe.hooks import Hooks
+from ingestor.models import Envelope
+from ingestor.ports import Hooks, QueueClient
 from ingestor.retry import RETRY_FOREVER, Backoff, Interrupted, observed
 from ingestor.source.acks import Acknowledger
 from ingestor.source.drain import DrainWatch
@@ -27,24 +26,6 @@ from ingestor.source.leases import InFlight
 # Seconds a poll under way at a stop may take to come back. An answer SQS has sent
 # arrives within milliseconds; a long poll still waiting this long has found nothing.
 POLL_GRACE = 2.0
-
-
-class QueueClient(Protocol):
-    """The seam to the queue: SQS in production, an in-memory fake in unit tests. Each
-    method is one SQS call (the batch calls take at most 10 handles: `acks.py` runs them
-    over more, with their retries)."""
-
-    async def receive(
-        self, wait_seconds: int, visibility_timeout: int | None
-    ) -> list[Envelope]: ...
-
-    async def delete_batch(self, handles: Sequence[str]) -> tuple[EntryFailure, ...]: ...
-
-    async def change_visibility_batch(
-        self, handles: Sequence[str], seconds: int
-    ) -> tuple[EntryFailure, ...]: ...
-
-    async def depths(self) -> QueueDepth: ...
 
 
 class Receiver:

@@ -14,34 +14,17 @@ import ipaddress
 import re
 from typing import Protocol
 
+from ingestor.keytext import MIN_KEY_BYTES
+from ingestor.models import VaultEntry
+
 IP_DOMAIN = b"ingestor/ip/v1"
 DEVICE_ID_DOMAIN = b"ingestor/device_id/v1"
 BODY_DOMAIN = b"ingestor/reject-body/v1"
 USER_DOMAIN = b"ingestor/user-id/v1"
 ERASED_DOMAIN = b"ingestor/erased/v1"
 _KEY_ID_DOMAIN = b"ingestor/key-id/v1"
-MIN_KEY_BYTES = 32
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-class Masker(Protocol):
-    """What the transform needs to mask a value. Inputs are already validated."""
-
-    def mask_ip(self, canonical_ip: str) -> str: ...
-
-    def mask_device_id(self, device_id: str) -> str: ...
-
-    def digest_body(self, body: bytes) -> str: ...
-
-    def digest_user(self, user_id: str) -> str:
-        """A keyed digest of a user id: what ties a reject to its user for erasure,
-        without storing who asked to be erased in plaintext."""
-        ...
-
-    def seal_body(self, body: bytes) -> tuple[bytes, str] | None:
-        """The body sealed to the vault key, and that key's id; None without a vault."""
-        ...
 
 
 def canonical_ip(text: str) -> str:
@@ -106,6 +89,9 @@ class HmacMasker:
 
     def seal_body(self, body: bytes) -> None:
         return None  # no vault: a body that cannot be redacted is not kept
+
+    def take(self) -> tuple[VaultEntry, ...]:
+        return ()  # no vault: nothing is sealed
 
 
 class _State(Protocol):

@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 
 from ingestor.models import Envelope, Rejection
-from ingestor.transform.masking import Masker, canonical_ip
+from ingestor.ports import Masker
+from ingestor.transform.masking import canonical_ip
 from ingestor.transform.rules import json_kind, passes_rule
 
 LOGIN_FIELDS = ("user_id", "device_type", "locale", "app_version")

@@ -10,23 +10,22 @@ from typing import Any
 
 import orjson
 
-from ingestor.custody.vault import VaultingMasker
 from ingestor.models import Envelope, LoginRow, Processed, Rejection
-from ingestor.transform.masking import Masker
+from ingestor.ports import Masker
 from ingestor.transform.rejects import reject
 from ingestor.transform.rules import Invalid, create_date, json_kind, validate
 
 
 class Transformer:
-    """Turns envelopes into rows or rejections under one masker. With a `VaultingMasker`,
-    each `Processed` also carries the values its message sealed."""
+    """Turns envelopes into rows or rejections under one masker. Each `Processed` also
+    carries the vault entries its message made (none without a vault)."""
 
     __slots__ = ("_masker", "_take", "digest")
 
-    def __init__(self, masker: Masker | VaultingMasker) -> None:
+    def __init__(self, masker: Masker) -> None:
         self._masker = masker
         self.digest = masker.digest_body
-        self._take = masker.take if isinstance(masker, VaultingMasker) else None
+        self._take = masker.take
 
     def process(self, envelope: Envelope) -> Processed:
         try:
@@ -41,7 +40,7 @@ class Transformer:
             outcome,
             envelope.sent_timestamp_ms,
             envelope.receive_count,
-            () if self._take is None else self._take(),
+            self._take(),
         )
 
     def _row(self, envelope: Envelope) -> LoginRow:

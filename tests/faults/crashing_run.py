@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ingestor.models import Rejection, WriteResult
-from ingestor.observe.hooks import Hooks
 from ingestor.pipeline.service import run_service
+from ingestor.ports import Hooks
 from ingestor.settings import load_settings
 from ingestor.sink.postgres import PostgresSink
 

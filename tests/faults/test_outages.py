@@ -16,8 +16,9 @@ import pytest
 from ingestor.demo.embedded import EmbeddedPostgres, EmbeddedSqs
 from ingestor.demo.synthetic import generate
 from ingestor.models import Rejection, WriteResult
-from ingestor.observe.hooks import HookChain, Hooks, LogHooks, Stats
+from ingestor.observe.hooks import HookChain, LogHooks, Stats
 from ingestor.pipeline.service import run_service
+from ingestor.ports import Hooks
 from ingestor.settings import Settings
 from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
 from tests.conftest import REGION

@@ -134,7 +134,7 @@ async def test_three_consumers_with_redeliveries_on_one_queue(
     bodies = [e.body for e in generate(20_000, seed=43)]
     sent = await fault_queue.send(bodies)
     settings = fault_settings(empty_database, fault_queue, sqs_endpoint, visibility_timeout=10)
-    from ingestor.pipeline.service import run_migrations  # the dead consumer needs the tables
+    from ingestor.pipeline.assembly import run_migrations  # the dead consumer needs the tables
 
     await run_migrations(settings)
     connection = await asyncpg.connect(empty_database)

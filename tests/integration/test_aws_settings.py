@@ -19,7 +19,7 @@ import trustme
 
 from ingestor.demo.synthetic import generate
 from ingestor.errors import QueueUnavailable
-from ingestor.pipeline.service import open_queue
+from ingestor.pipeline.assembly import open_queue
 from ingestor.settings import Settings
 from ingestor.source.sqs import SqsQueue
 from tests.cli import drain

@@ -26,9 +26,8 @@ from ingestor.custody.vault import Opener, Sealer, VaultingMasker
 from ingestor.models import Envelope
 from ingestor.observe.hooks import Stats
 from ingestor.pipeline.service import run_service
-from ingestor.pipeline.writer import split_outcomes, vault_entries
 from ingestor.settings import Settings
-from ingestor.sink.isolation import Batch, write_isolating
+from ingestor.sink.isolation import Batch, split_outcomes, vault_entries, write_isolating
 from ingestor.sink.postgres import PostgresSink, create_pool
 from ingestor.sink.queries import query
 from ingestor.source.sqs import SqsQueue

@@ -11,8 +11,7 @@ import pytest_asyncio
 
 from ingestor.custody.ledger import ErasureLedger
 from ingestor.errors import RowRejected
-from ingestor.pipeline.writer import split_outcomes
-from ingestor.sink.isolation import Batch, refused_row, write_isolating
+from ingestor.sink.isolation import Batch, refused_row, split_outcomes, write_isolating
 from ingestor.sink.postgres import PostgresSink, create_pool
 from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from ingestor.errors import QueueGone, QueueUnavailable
-from ingestor.pipeline.service import open_queue
+from ingestor.pipeline.assembly import open_queue
 from ingestor.settings import Settings
 from ingestor.source.acks import Acknowledger
 from ingestor.source.sqs import SqsQueue

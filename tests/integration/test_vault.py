@@ -29,12 +29,12 @@ from ingestor.demo.synthetic import generate
 from ingestor.models import Envelope, WriteResult
 from ingestor.observe.hooks import Stats
 from ingestor.pipeline.service import run_service
-from ingestor.pipeline.writer import split_outcomes, vault_entries
+from ingestor.ports import Masker
 from ingestor.settings import Settings
-from ingestor.sink.isolation import Batch, write_isolating
+from ingestor.sink.isolation import Batch, split_outcomes, vault_entries, write_isolating
 from ingestor.sink.postgres import PostgresSink, create_pool
 from ingestor.source.sqs import SqsQueue
-from ingestor.transform.masking import HmacMasker, Masker, canonical_ip, mask_key_id
+from ingestor.transform.masking import HmacMasker, canonical_ip, mask_key_id
 from ingestor.transform.transformer import Transformer
 from tests.conftest import TEST_KEY, _create_database, _drop_database, with_database
 from tests.fakes import SENT_MS

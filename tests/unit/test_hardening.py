@@ -17,14 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingestor.custody.keys import (
-    README_EXAMPLE_KEY,
     KeyFileError,
     generate_key_pair,
     read_private_key,
-    weak_key_problem,
     write_private_key,
 )
 from ingestor.errors import ConfigError
+from ingestor.keytext import README_EXAMPLE_KEY, weak_key_problem
 from ingestor.settings import load_settings
 from ingestor.transform.masking import IP_DOMAIN, HmacMasker
 

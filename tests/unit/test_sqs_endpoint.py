@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from ingestor.errors import QueueUnavailable
-from ingestor.pipeline.service import open_queue
+from ingestor.pipeline.assembly import open_queue
 from ingestor.settings import Settings
 from tests.conftest import queue_settings
 

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from ingestor.errors import QueueError, QueueUnavailable
-from ingestor.pipeline.service import open_queue
+from ingestor.pipeline.assembly import open_queue
 from ingestor.settings import Settings
 from tests.conftest import queue_settings
 from tests.faultproxy import HTML_429, HTML_503, Fault, FaultProxy

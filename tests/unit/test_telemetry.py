@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from ingestor.errors import IngestorError, QueueUnavailable
 from ingestor.models import QueueDepth
-from ingestor.observe.hooks import Hooks
 from ingestor.observe.telemetry import Telemetry, observing, sample_depth
+from ingestor.ports import Hooks
 from ingestor.settings import Settings
 from tests.conftest import TEST_KEY
 from tests.fakes import RecordingHooks

@@ -17,7 +17,6 @@ from nacl.exceptions import CryptoError
 
 from ingestor.custody.keys import (
     KeyFileError,
-    decode_key,
     generate_key_pair,
     public_key_of,
     read_private_key,
@@ -35,6 +34,7 @@ from ingestor.custody.vault import (
     framed,
 )
 from ingestor.errors import ConfigError, RowRejected
+from ingestor.keytext import decode_key
 from ingestor.models import VAULT_COLUMNS, Envelope, LoginRow, Processed, Rejection, VaultEntry
 from ingestor.settings import load_settings
 from ingestor.sink.isolation import refused_reject

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 
 from ingestor.cli.runtime import run_async
-from ingestor.models import BatchResult, Processed
+from ingestor.models import Processed, SqsBatchResult
 from ingestor.pipeline.service import run_service
 from ingestor.ports import Hooks
 from ingestor.settings import load_settings
@@ -40,7 +40,7 @@ class Clock(Hooks):
         now_ms = time.time() * 1000
         self.lags.extend(now_ms - item.sent_timestamp_ms for item in batch)
 
-    def on_deleted(self, result: BatchResult) -> None:
+    def on_deleted(self, result: SqsBatchResult) -> None:
         self.deleted += result.succeeded
         self.last = time.time()
 

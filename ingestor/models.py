@@ -125,7 +125,7 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchResult:
+class SqsBatchResult:
     """What an SQS batch call over receipt handles did: how many succeeded, which failed
     (receipt handle, error code)."""
 

@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from ingestor.errors import IngestorError
 from ingestor.models import (
-    BatchResult,
     Buffered,
     EntryFailure,
     Envelope,
@@ -21,6 +20,7 @@ from ingestor.models import (
     QueueDepth,
     Rejection,
     Settled,
+    SqsBatchResult,
     VaultEntry,
     WriteResult,
 )
@@ -149,10 +149,10 @@ class Hooks:
     def on_committed(self, batch: Sequence[Processed]) -> None:
         """These messages are committed (for lag: now - their sent_timestamp_ms)."""
 
-    def on_deleted(self, result: BatchResult) -> None:
+    def on_deleted(self, result: SqsBatchResult) -> None:
         """A committed batch's messages were deleted from the queue (or failed to be)."""
 
-    def on_released(self, result: BatchResult) -> None:
+    def on_released(self, result: SqsBatchResult) -> None:
         """Uncommitted messages were made visible again (on an abort)."""
 
     def on_not_released(self, count: int, why: str) -> None:
@@ -162,7 +162,11 @@ class Hooks:
     def on_shutdown_timeout(self, timeout: float, held: int) -> None:
         """A stop's shutdown timeout ran out with `held` messages still uncommitted."""
 
-    def on_extended(self, result: BatchResult) -> None:
+    def on_transaction_shrunk(self, size: int, cause: IngestorError) -> None:
+        """A transaction of `size` messages was cancelled (a statement timeout): the
+        writers commit smaller ones until they fit, then grow back."""
+
+    def on_extended(self, result: SqsBatchResult) -> None:
         """The heartbeat extended the visibility of messages still in flight."""
 
     def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingestor.errors import IngestorError
-from ingestor.models import BatchResult, Rejection, WriteResult
+from ingestor.models import Rejection, SqsBatchResult, WriteResult
 from ingestor.ports import Hooks
 from ingestor.terminal import printable
 
@@ -103,14 +103,14 @@ class Stats(Hooks):
         self.write_seconds += seconds
         self.reasons.update(r.reason_code for r in rejections)
 
-    def on_deleted(self, result: BatchResult) -> None:
+    def on_deleted(self, result: SqsBatchResult) -> None:
         self.deleted += result.succeeded
         self.delete_failures += len(result.failed)
 
-    def on_released(self, result: BatchResult) -> None:
+    def on_released(self, result: SqsBatchResult) -> None:
         self.released += result.succeeded
 
-    def on_extended(self, result: BatchResult) -> None:
+    def on_extended(self, result: SqsBatchResult) -> None:
         self.extended += result.succeeded
 
     @property
@@ -188,6 +188,15 @@ class LogHooks(Hooks):
             extra={"event": "shutdown_timeout", "held": held},
         )
 
+    def on_transaction_shrunk(self, size: int, cause: IngestorError) -> None:
+        log.warning(
+            "a transaction of %d messages was cancelled (%s): writing smaller ones "
+            "until they commit in time, then growing back",
+            size,
+            cause,
+            extra={"event": "transaction_shrunk", "size": size},
+        )
+
     def on_not_released(self, count: int, why: str) -> None:
         log.warning(
             "could not hand %d messages back: %s; they come back after their visibility timeout",
@@ -229,7 +238,7 @@ class LogHooks(Hooks):
         self._failing[stage] -= 1
         return not self._failing[stage]
 
-    def on_deleted(self, result: BatchResult) -> None:
+    def on_deleted(self, result: SqsBatchResult) -> None:
         if not result.failed:
             return
         codes = Counter(code for _, code in result.failed)

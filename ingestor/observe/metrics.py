@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from ingestor import __version__
 from ingestor.errors import IngestorError
-from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
+from ingestor.models import Processed, QueueDepth, Rejection, SqsBatchResult, WriteResult
 from ingestor.observe.readiness import Readiness
 from ingestor.ports import Buffers, Hooks
 
@@ -179,17 +179,17 @@ class PrometheusHooks(Hooks):
         for item in batch:
             observe(max(0.0, now_ms - item.sent_timestamp_ms) / 1000)
 
-    def on_deleted(self, result: BatchResult) -> None:
+    def on_deleted(self, result: SqsBatchResult) -> None:
         self.deleted.inc(result.succeeded)
         self.delete_failures.inc(len(result.failed))
 
-    def on_released(self, result: BatchResult) -> None:
+    def on_released(self, result: SqsBatchResult) -> None:
         self.released.inc(result.succeeded)
 
     def on_not_released(self, count: int, why: str) -> None:
         self.not_released.inc(count)
 
-    def on_extended(self, result: BatchResult) -> None:
+    def on_extended(self, result: SqsBatchResult) -> None:
         self.extended.inc(result.succeeded)
 
     def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ingestor.errors import IngestorError
-from ingestor.models import BatchResult, QueueDepth, Rejection, WriteResult
+from ingestor.models import QueueDepth, Rejection, SqsBatchResult, WriteResult
 from ingestor.ports import Hooks
 
 Probe = Callable[[], Awaitable[object]]
@@ -110,7 +110,7 @@ class Readiness(Hooks):
     def on_gave_up(self, stage: str) -> None:
         self._failing.discard(stage)  # the next failure marks it again
 
-    def on_extended(self, result: BatchResult) -> None:
+    def on_extended(self, result: SqsBatchResult) -> None:
         self._failing.discard("heartbeat")
 
     def on_queue_depth(self, depth: QueueDepth) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +24,6 @@ from ingestor.source.drain import DrainWatch
 from ingestor.source.leases import InFlight, hand_back, heartbeat
 from ingestor.source.receiver import POLL_GRACE, Receiver
 from ingestor.transform.transformer import Transformer
-
-log = logging.getLogger("ingestor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +88,7 @@ class Pipeline:
         self.acks = Acknowledger(queue, acks, hooks)
         # One for all writers: refusals in a row across batches; one transaction size.
         self._breaker = Breaker()
-        self._size = TransactionSize(config.batch_size)
+        self._size = TransactionSize(config.batch_size, hooks=hooks)
         self.inflight = InFlight()
         self._received: asyncio.Queue[list[Envelope] | None] = asyncio.Queue(config.queue_bound)
         self._processed: asyncio.Queue[list[Processed] | None] = asyncio.Queue(config.queue_bound)

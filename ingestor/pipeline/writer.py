@@ -12,9 +12,8 @@ row); a queue that refuses deletes altogether (gone, access denied) does.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ingestor.errors import StatementTimeout
 from ingestor.models import (
@@ -36,8 +35,6 @@ from ingestor.sink.isolation import (
 )
 from ingestor.source.acks import Acknowledger
 from ingestor.source.leases import InFlight
-
-log = logging.getLogger("ingestor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +72,7 @@ class BatchWriter:
         self._config = config
         self._digest = digest
         self._breaker = breaker or Breaker()
-        self._size = size or TransactionSize(config.batch_size)
+        self._size = size or TransactionSize(config.batch_size, hooks=hooks)
         self._deleting: set[asyncio.Task[None]] = set()
         self._delete_slots = asyncio.Semaphore(config.pending_deletes)
         self._delete_failure: BaseException | None = None
@@ -198,6 +195,7 @@ class TransactionSize:
     ceiling: int
     limit: int = 0
     streak: int = 0
+    hooks: Hooks = field(default_factory=Hooks, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.limit = self.limit or self.ceiling
@@ -207,13 +205,7 @@ class TransactionSize:
         if self.limit == 1:
             return False
         if self.limit == self.ceiling:
-            log.warning(
-                "a transaction of %d messages was cancelled (%s): writing smaller ones "
-                "until they commit in time, then growing back",
-                self.limit,
-                cause,
-                extra={"event": "transaction_shrunk", "size": self.limit},
-            )
+            self.hooks.on_transaction_shrunk(self.limit, cause)
         self.limit, self.streak = max(1, self.limit // 2), 0
         return True
 

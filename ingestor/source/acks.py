@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ingestor.errors import TransientError
-from ingestor.models import BatchResult, EntryFailure
+from ingestor.models import EntryFailure, SqsBatchResult
 from ingestor.ports import BatchCalls, Hooks
 from ingestor.retry import Backoff
 from ingestor.source.sqs_errors import RECEIPT_GONE
@@ -58,12 +58,12 @@ class Acknowledger:
         self._policy = policy or DEFAULT_POLICY
         self._hooks = hooks or Hooks()
 
-    async def delete(self, handles: Sequence[str], stage: str = "delete") -> BatchResult:
+    async def delete(self, handles: Sequence[str], stage: str = "delete") -> SqsBatchResult:
         return await self._run(handles, self._queue.delete_batch, stage, deleting=True)
 
     async def change_visibility(
         self, handles: Sequence[str], seconds: int, stage: str = "heartbeat"
-    ) -> BatchResult:
+    ) -> SqsBatchResult:
         async def call(chunk: Sequence[str]) -> tuple[EntryFailure, ...]:
             return await self._queue.change_visibility_batch(chunk, seconds)
 
@@ -71,11 +71,11 @@ class Acknowledger:
 
     async def _run(
         self, handles: Sequence[str], call: Call, stage: str, *, deleting: bool
-    ) -> BatchResult:
+    ) -> SqsBatchResult:
         chunks = [handles[i : i + BATCH] for i in range(0, len(handles), BATCH)]
         limit = asyncio.Semaphore(self._policy.concurrency)
 
-        async def bounded(chunk: Sequence[str]) -> BatchResult:
+        async def bounded(chunk: Sequence[str]) -> SqsBatchResult:
             async with limit:
                 return await _Chunk(chunk, call, deleting).run(
                     self._policy.backoff, stage, self._hooks
@@ -87,7 +87,7 @@ class Acknowledger:
         except ExceptionGroup as failures:
             raise failures.exceptions[0] from None  # already one of ours: a QueueError
         results = [task.result() for task in tasks]
-        return BatchResult(
+        return SqsBatchResult(
             sum(r.succeeded for r in results), tuple(f for r in results for f in r.failed)
         )
 
@@ -104,7 +104,7 @@ class _Chunk:
         self.failed: list[tuple[str, str]] = []
         self.exhausted = False  # the last try still failed for a reason worth retrying
 
-    async def run(self, backoff: Backoff, stage: str, hooks: Hooks) -> BatchResult:
+    async def run(self, backoff: Backoff, stage: str, hooks: Hooks) -> SqsBatchResult:
         attempts, failures = backoff.attempts or 1, 0  # calls of this chunk that failed
         for attempt in range(1, attempts + 1):
             error: TransientError | None = None
@@ -121,7 +121,7 @@ class _Chunk:
             await asyncio.sleep(delay)
         if failures:  # this operation's outage ends, one way or the other
             (hooks.on_gave_up if self.exhausted else hooks.on_recovered)(stage)
-        return BatchResult(self.total - len(self.failed), tuple(self.failed))
+        return SqsBatchResult(self.total - len(self.failed), tuple(self.failed))
 
     def _unanswered(self, error: TransientError, last: bool) -> TransientError:
         """A call without an answer: SQS may or may not have done it."""

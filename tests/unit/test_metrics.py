@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import ingestor
 from ingestor.errors import DatabaseUnavailable, QueueUnavailable
-from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
+from ingestor.models import Processed, QueueDepth, Rejection, SqsBatchResult, WriteResult
 from ingestor.observe.metrics import PrometheusHooks, code_label
 from ingestor.observe.readiness import Readiness
 from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
@@ -44,7 +44,7 @@ def test_counts_follow_a_batch_through_receive_commit_and_delete() -> None:
     metrics.on_received(10)
     metrics.on_written(WriteResult(5, 2, 3), rejections(batch), 0.12)
     metrics.on_committed(batch)
-    metrics.on_deleted(BatchResult(9, (("h", "ReceiptHandleIsInvalid"),)))
+    metrics.on_deleted(SqsBatchResult(9, (("h", "ReceiptHandleIsInvalid"),)))
     assert value(metrics, "ingestor_messages_received_total") == 10
     assert value(metrics, "ingestor_messages_loaded_total") == 7
     assert value(metrics, "ingestor_messages_replaced_total") == 2
@@ -67,8 +67,8 @@ def test_retries_heartbeat_release_and_queue_depth() -> None:
     metrics.on_retry("write", DatabaseUnavailable("connection refused"), 1, 0.2)
     metrics.on_retry("write", DatabaseUnavailable("connection refused"), 2, 0.4)
     metrics.on_retry("receive", QueueUnavailable("timeout"), 1, 0.2)
-    metrics.on_extended(BatchResult(40))
-    metrics.on_released(BatchResult(12))
+    metrics.on_extended(SqsBatchResult(40))
+    metrics.on_released(SqsBatchResult(12))
     metrics.on_queue_depth(QueueDepth(visible=1234, in_flight=56))
     retries = "ingestor_retries_total"
     assert value(metrics, retries, stage="write", error="DatabaseUnavailable") == 2

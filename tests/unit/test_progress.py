@@ -9,7 +9,7 @@ import time
 import orjson
 import pytest
 
-from ingestor.models import BatchResult, Processed, QueueDepth, Rejection, WriteResult
+from ingestor.models import Processed, QueueDepth, Rejection, SqsBatchResult, WriteResult
 from ingestor.observe.logs import JsonFormatter
 from ingestor.observe.progress import (
     LiveProgress,
@@ -54,7 +54,7 @@ def feed(tally: Tally, count: int = 10) -> None:
     tally.on_received(count)
     tally.on_written(WriteResult(count - 1, 0, 1), rejects, 0.05)
     tally.on_committed(batch)
-    tally.on_deleted(BatchResult(count))
+    tally.on_deleted(SqsBatchResult(count))
     tally.on_queue_depth(QueueDepth(visible=4321, in_flight=10))
 
 

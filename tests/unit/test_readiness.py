@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ingestor.errors import DatabaseUnavailable, QueueUnavailable
-from ingestor.models import BatchResult, QueueDepth, WriteResult
+from ingestor.models import QueueDepth, SqsBatchResult, WriteResult
 from ingestor.observe.readiness import Readiness, Verdict
 
 
@@ -72,10 +72,10 @@ def test_a_success_or_a_give_up_ends_failing_for_stages_that_report_no_recovery(
     readiness.on_state("running")
     for stage in ("delete", "heartbeat", "depth", "write", "receive"):
         readiness.on_retry(stage, QueueUnavailable("timeout"), 1, 0.2)
-    readiness.on_deleted(BatchResult(0, (("h", "QueueUnavailable"),)))
+    readiness.on_deleted(SqsBatchResult(0, (("h", "QueueUnavailable"),)))
     assert not readiness.verdict().ready  # a delete that failed is no recovery
     readiness.on_gave_up("delete")  # deletes stop retrying; SQS redelivers those messages
-    readiness.on_extended(BatchResult(10))
+    readiness.on_extended(SqsBatchResult(10))
     readiness.on_queue_depth(QueueDepth(0, 0))
     readiness.on_written(WriteResult(1, 0, 0), [], 0.1)
     assert readiness.verdict() == Verdict(False, "receive failing")

@@ -29,8 +29,8 @@ EVENTS: tuple[str, ...] = tuple(name for name in vars(Hooks) if name.startswith(
 class HookChain(Hooks):
     """Calls every hook, in order, at each event. A hook that raises is logged once (by
     its name) and counted in `failures`; the stage that reported the event never sees the
-    error, and the other hooks still run. Chains given to a chain are flattened, so one
-    chain counts every failure."""
+    error, and the other hooks still run. Chains given to a chain are flattened, and the
+    wrapping chain counts into the first one's `failures`."""
 
     def __init__(self, *hooks: Hooks) -> None:
         self.hooks: tuple[Hooks, ...] = tuple(
@@ -38,7 +38,10 @@ class HookChain(Hooks):
             for hook in hooks
             for inner in (hook.hooks if isinstance(hook, HookChain) else (hook,))
         )
-        self.failures: Counter[str] = Counter()  # hook name -> errors it raised
+        # hook name -> errors it raised; shared with a chain given to this one, so what
+        # watches that chain's failures (the metrics) also sees those counted here.
+        inner = [hook.failures for hook in hooks if isinstance(hook, HookChain)]
+        self.failures: Counter[str] = inner[0] if inner else Counter()
         for event in EVENTS:
             setattr(self, event, self._dispatcher(event))
 

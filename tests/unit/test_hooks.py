@@ -96,3 +96,14 @@ async def test_a_pipeline_with_a_broken_observer_loads_everything() -> None:
     await asyncio.wait_for(runner.run(asyncio.Event()), 10)
     assert len(sink.rows) == 100
     assert len(queue.deleted) == 100
+
+
+def test_a_chain_wrapping_a_watched_chain_counts_where_the_metric_looks() -> None:
+    # The service wraps telemetry's chain (which the metrics watch) in one more chain
+    metrics = PrometheusHooks()
+    watched = HookChain(metrics)
+    metrics.watch_hooks(watched.failures)
+    outer = HookChain(watched, Broken())
+    outer.on_received(1)
+    text = generate_latest(metrics.registry).decode()
+    assert 'ingestor_hook_failures_total{hook="Broken"} 1.0' in text

@@ -2,9 +2,9 @@
 
 A batch is flushed when it reaches `batch_size` or `flush_interval` after its first message.
 Its rows and rejects commit in one transaction through the `Sink`; only then are its
-messages deleted (PRODUCT.md rule 5), through the `Acknowledger` (`acks.py`: its calls,
+messages deleted (PRODUCT.md rule 5), through the `Acknowledger` (`source/acks.py`: its calls,
 concurrency and retries). Rows the database refuses are isolated as rejects
-(`isolation.py`) and the rest of the batch commits (rule 7). A delete that still fails
+(`sink/isolation.py`) and the rest of the batch commits (rule 7). A delete that still fails
 after its retries does not fail the pipeline (the message comes back and upserts onto its
 row); a queue that refuses deletes altogether (gone, access denied) does.
 """

@@ -3,8 +3,8 @@
 Everything the ingestor raises on purpose derives from `IngestorError`, split by what the
 caller should do about it: `PermanentError` (retrying cannot help) and `TransientError`
 (retry with backoff; the message stays on the queue meanwhile). Library errors are mapped
-to these at the boundary (`source/sqs_errors.py`, `sink/postgres.py`), so the pipeline never inspects
-botocore or asyncpg exceptions. Messages never carry message content, only its shape.
+to these at the boundary (`source/sqs_errors.py`, `sink/postgres.py`), so the pipeline
+never inspects botocore or asyncpg exceptions. Messages never carry message content, only its shape.
 """
 
 

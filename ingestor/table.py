@@ -29,10 +29,16 @@ from typing import Any
 from ingestor.errors import PermanentError
 from ingestor.terminal import printable
 
+# What an erased value's token becomes, in a PII column and wherever else it stood
+# (`custody/tombstones.py`): this prefix and random hex.
+TOMBSTONE_PREFIX = "erased:"
 IP_DOMAIN = b"ingestor/ip/v1"
 DEVICE_ID_DOMAIN = b"ingestor/device_id/v1"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+# What a table or column may be called here: the generated SQL writes these names as they
+# are, unquoted (`sink/generated.py`).
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def canonical_ip(text: str) -> str:
@@ -94,6 +100,9 @@ class Table:
 
     def __post_init__(self) -> None:
         names = [column.name for column in self.columns]
+        odd = [n for n in (self.name, *names) if not _IDENTIFIER.fullmatch(n)]
+        if odd:
+            raise ValueError(f"not plain lowercase SQL identifiers: {', '.join(odd)}")
         fields = [pii.field for pii in self.pii]
         domains = [pii.domain for pii in self.pii]
         for what, values in (("column", names), ("PII field", fields), ("domain", domains)):
@@ -138,6 +147,14 @@ class Table:
     def tokens(self, row: Sequence[Any]) -> tuple[str, ...]:
         """The tokens a row (a tuple in column order) holds, in PII field order."""
         return tuple(token for i in self.pii_positions if (token := row[i]) is not None)
+
+    def filled(self, row: Sequence[Any]) -> list[tuple[str, str]]:
+        """(column, token) of each PII column the row holds a token in."""
+        return [
+            (column, token)
+            for i, column in zip(self.pii_positions, self.pii_columns, strict=True)
+            if (token := row[i]) is not None
+        ]
 
 
 USER_LOGINS = Table(

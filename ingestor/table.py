@@ -11,10 +11,11 @@ body's PII (reject redaction, isolation, the vault's checks, rekey, erasure, the
 replay). `LoginRow` stays a NamedTuple written out (mypy, COPY speed); a unit test holds
 its fields to these columns.
 
-What is not derived: the migrations (history; a new column needs a new one, and so does
-a new PII column for `ingestor_erasure_candidates`, migration 0007, which returns the
-staged PII columns by name), the field rules (`transform/rules.py`) and the transform's
-mapping of a valid event onto a row.
+What is not derived: the migrations (history, never edited). A new PII field needs one
+that adds its column, widens pii_vault's CHECK on `field` (migration 0002 lists ip and
+device_id) and redefines `ingestor_erasure_candidates` (migration 0007 returns the
+staged PII columns by name). Nor are the field rules (`transform/rules.py`) and the
+transform's mapping of a valid event onto a row, nor the demo's queries.
 """
 
 from __future__ import annotations

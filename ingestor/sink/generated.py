@@ -63,17 +63,11 @@ def statements(table: Table = USER_LOGINS, conflict: tuple[str, ...] | None = No
         staging=_staging(table),
         merge=_merge(table, conflict or (table.key,)),
         tombstone_staged=_tombstone_staged(table),
-        user_tokens=_union_of_tokens(table, "user_id = $1")
-        + f"\nWHERE token IS NOT NULL AND token NOT LIKE {_ERASED}",
+        user_tokens=_user_tokens(table),
         token_holders=_token_holders(table),
         tokens_in_use=_tokens_in_use(table),
-        replace_tokens=_remapped(table, "ingestor_token_map")
-        + "\nWHERE ($1::varchar IS NULL OR u.user_id = $1)"
-        + f"\n  AND {_any_in(table, 'ingestor_token_map')}",
-        rekey_rows=_remapped(table, "ingestor_rekey_map")
-        + "\nWHERE u.ctid >= format('(%s,0)', $1::bigint)::tid"
-        + "\n  AND u.ctid < format('(%s,0)', $2::bigint)::tid"
-        + f"\n  AND {_any_in(table, 'ingestor_rekey_map')}",
+        replace_tokens=_replace_tokens(table),
+        rekey_rows=_rekey_rows(table),
         unvaulted_rows=_unvaulted_rows(table),
     )
 
@@ -139,12 +133,14 @@ def _tombstone_staged(table: Table) -> str:
     )
 
 
-def _union_of_tokens(table: Table, where: str) -> str:
-    """The PII columns' values in the rows `where` picks, as one column `token`."""
+def _user_tokens(table: Table) -> str:
     union = "\n    UNION ALL\n    ".join(
-        f"SELECT {c} AS token FROM {table.name} WHERE {where}" for c in table.pii_columns
+        f"SELECT {c} AS token FROM {table.name} WHERE user_id = $1" for c in table.pii_columns
     )
-    return f"SELECT DISTINCT token FROM (\n    {union}\n) t"
+    return (
+        f"SELECT DISTINCT token FROM (\n    {union}\n) t\n"
+        f"WHERE token IS NOT NULL AND token NOT LIKE {_ERASED}"
+    )
 
 
 def _token_holders(table: Table) -> str:
@@ -168,6 +164,23 @@ def _tokens_in_use(table: Table) -> str:
         "    SELECT t.token FROM ingestor_rejects r, unnest(r.pii_tokens) AS t(token)\n"
         "    WHERE r.pii_tokens && $1::varchar[] AND t.token = ANY($1::varchar[])\n"
         ") used"
+    )
+
+
+def _replace_tokens(table: Table) -> str:
+    return (
+        f"{_remapped(table, 'ingestor_token_map')}\n"
+        "WHERE ($1::varchar IS NULL OR u.user_id = $1)\n"
+        f"  AND {_any_in(table, 'ingestor_token_map')}"
+    )
+
+
+def _rekey_rows(table: Table) -> str:
+    return (
+        f"{_remapped(table, 'ingestor_rekey_map')}\n"
+        "WHERE u.ctid >= format('(%s,0)', $1::bigint)::tid\n"
+        "  AND u.ctid < format('(%s,0)', $2::bigint)::tid\n"
+        f"  AND {_any_in(table, 'ingestor_rekey_map')}"
     )
 
 

@@ -7,7 +7,7 @@ Production plugs in SQS (`source/`), PostgreSQL (`sink/`), the HMAC masker or th
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Sized
+from collections.abc import Callable, Sequence, Sized
 from typing import Any, Protocol
 
 from ingestor.errors import IngestorError
@@ -58,9 +58,12 @@ class QueueClient(BatchCalls, DepthSource, Protocol):
 class Masker(Protocol):
     """What the transform needs to mask a value. Inputs are already validated."""
 
-    def mask_ip(self, canonical_ip: str) -> str: ...
-
-    def mask_device_id(self, device_id: str) -> str: ...
+    def masking(self, field: str) -> Callable[[str], str]:
+        """The function that masks a value of the PII field `field` (as the table's
+        registry names it, `ingestor/table.py`), given in its canonical spelling: fetch it
+        once, call it per value. Raises `UnknownField` for a field not registered: a value
+        is never masked under another field's domain."""
+        ...
 
     def digest_body(self, body: bytes) -> str: ...
 

@@ -39,7 +39,9 @@ from ingestor.custody.rekey import REKEY_LOCK
 from ingestor.custody.tombstones import is_tombstone, remapped, tombstone
 from ingestor.custody.vault import VaultingMasker
 from ingestor.errors import PermanentError
+from ingestor.sink.generated import Statements, statements
 from ingestor.sink.queries import query
+from ingestor.table import USER_LOGINS, Table
 from ingestor.terminal import printable
 from ingestor.transform.masking import HmacMasker
 from ingestor.transform.rejects import user_id_text
@@ -78,16 +80,18 @@ async def forget(
     *,
     tokens: Sequence[str] = (),
     user_id: str | None = None,
+    table: Table = USER_LOGINS,
 ) -> Erased:
     """Erase the user's values (`user_id`) or values everywhere (`tokens`), audited, in
-    one transaction."""
-    masker = HmacMasker(hmac_key)
+    one transaction; in `table`, every PII column is searched and rewritten."""
+    masker = HmacMasker(hmac_key, table)
+    sql = statements(table)
     async with connection.transaction():
         await _alone(connection, masker.key_id)
         await connection.execute(query("token_map"))
         if user_id is not None:
-            return await _forget_user(connection, masker, request, user_id)
-        return await _forget_tokens(connection, masker, request, tokens)
+            return await _forget_user(connection, masker, sql, request, user_id)
+        return await _forget_tokens(connection, masker, sql, request, tokens)
 
 
 async def _alone(connection: Any, key_id: str) -> None:
@@ -105,14 +109,14 @@ async def _alone(connection: Any, key_id: str) -> None:
 
 
 async def _forget_user(
-    connection: Any, masker: HmacMasker, request: Request, user_id: str
+    connection: Any, masker: HmacMasker, sql: Statements, request: Request, user_id: str
 ) -> Erased:
     user = masker.digest_user(user_id)
-    row_tokens = [r["token"] for r in await connection.fetch(query("user_tokens"), user_id)]
+    row_tokens = [r["token"] for r in await connection.fetch(sql.user_tokens, user_id)]
     rejects = await _user_rejects(connection, user_id, user)
     found = _live([*row_tokens, *(t for reject in rejects for t in reject["pii_tokens"])])
     mapping = await _mapped(connection, found)
-    status = await connection.execute(query("replace_login_tokens"), user_id)
+    status = await connection.execute(sql.replace_tokens, user_id)
     await connection.executemany(
         query("erase_reject"),
         [
@@ -121,7 +125,7 @@ async def _forget_user(
         ],
     )
     await _enter(connection, masker, mapping, [Holder(user, user_id, t) for t in found])
-    in_use = {r["token"] for r in await connection.fetch(query("tokens_in_use"), found)}
+    in_use = {r["token"] for r in await connection.fetch(sql.tokens_in_use, found)}
     gone = [token for token in found if token not in in_use]
     vaulted = await _erase_everywhere(connection, gone)
     await record(connection, request, "forget", list(mapping.values()), f"user {user[:16]}")
@@ -136,14 +140,14 @@ async def _forget_user(
 
 
 async def _forget_tokens(
-    connection: Any, masker: HmacMasker, request: Request, tokens: Sequence[str]
+    connection: Any, masker: HmacMasker, sql: Statements, request: Request, tokens: Sequence[str]
 ) -> Erased:
     wanted = _live(tokens)
     mapping = await _mapped(connection, wanted)
-    holders = await connection.fetch(query("token_holders"))
+    holders = await connection.fetch(sql.token_holders)
     rejects = await connection.fetch(query("rejects_with_tokens"))
     await _enter(connection, masker, mapping, _holders(masker, holders, rejects, mapping))
-    status = await connection.execute(query("replace_login_tokens"), None)
+    status = await connection.execute(sql.replace_tokens, None)
     if rejects:
         await connection.executemany(
             query("rewrite_reject"), [_erased(reject, mapping) for reject in rejects]

@@ -27,20 +27,25 @@ import orjson
 from ingestor.custody.tombstones import is_tombstone, remapped, tombstone
 from ingestor.models import LoginRow, Rejection, Settled, VaultEntry
 from ingestor.ports import Digests
+from ingestor.sink.generated import statements
 from ingestor.sink.queries import query
+from ingestor.table import USER_LOGINS, Table
 from ingestor.transform.rejects import user_id_text
 
 # pg_advisory_xact_lock key: writers take it shared, forget exclusively.
 ERASURE_LOCK = 0x696E67657261736B  # "ingerask"
-_FIELDS = ("masked_ip", "masked_device_id")
-# Where an erased value stands in a batch: ("row", message id, column) or
+# Where an erased value stands in a batch: ("row", message id, PII column) or
 # ("reject", message id, token).
 Ref = tuple[str, str, str]
 
 
 class ErasureLedger:
-    def __init__(self, digests: Digests) -> None:
+    """Implements `Settler` for the rows of `table`: each of its PII columns is checked."""
+
+    def __init__(self, digests: Digests, table: Table = USER_LOGINS) -> None:
         self._digests = digests
+        self._table = table
+        self._sql = statements(table)
 
     def __repr__(self) -> str:
         return "ErasureLedger()"
@@ -66,7 +71,7 @@ class ErasureLedger:
         if erased:
             await self._tombstone_rows(connection, erased)
             rejects = [_erased_reject(reject, erased) for reject in rejects]
-        return Settled(rejects, _carried(vault, rows, rejects, erased))
+        return Settled(rejects, _carried(vault, rows, rejects, erased, self._table))
 
     def _tied(self, reject: Rejection) -> Rejection:
         """A refused row's reject (its body the masked row) tied to its user, like any."""
@@ -81,11 +86,11 @@ class ErasureLedger:
         found = []
         for row in candidates:
             user = self._digests.digest_user(row["user_id"])
-            for field in _FIELDS:
-                token = row[field]
+            for column in self._table.pii_columns:
+                token = row[column]
                 if token is not None and not is_tombstone(token):
                     digest = self._digests.digest_erased(user, token)
-                    found.append((digest, ("row", row["message_id"], field)))
+                    found.append((digest, ("row", row["message_id"], column)))
         return found
 
     def _reject_refs(self, rejects: Sequence[Rejection]) -> list[tuple[str, Ref]]:
@@ -101,17 +106,15 @@ class ErasureLedger:
             if not is_tombstone(token)
         ]
 
-    @staticmethod
-    async def _tombstone_rows(connection: Any, erased: dict[Ref, str]) -> None:
+    async def _tombstone_rows(self, connection: Any, erased: dict[Ref, str]) -> None:
         staged: dict[str, dict[str, str]] = {}
-        for (kind, message_id, field), stone in erased.items():
+        for (kind, message_id, column), stone in erased.items():
             if kind == "row":
-                staged.setdefault(message_id, {})[field] = stone
+                staged.setdefault(message_id, {})[column] = stone
         if staged:
             ids = list(staged)
-            ips = [staged[i].get("masked_ip") for i in ids]
-            devices = [staged[i].get("masked_device_id") for i in ids]
-            await connection.execute(query("erasure_tombstone_staged"), ids, ips, devices)
+            stones = [[staged[i].get(c) for i in ids] for c in self._table.pii_columns]
+            await connection.execute(self._sql.tombstone_staged, ids, *stones)
 
 
 def _erased_reject(reject: Rejection, erased: dict[Ref, str]) -> Rejection:
@@ -140,6 +143,7 @@ def _carried(
     rows: Sequence[LoginRow],
     rejects: Sequence[Rejection],
     erased: dict[Ref, str],
+    table: Table = USER_LOGINS,
 ) -> list[VaultEntry]:
     """The vault entries whose values this write's rows and rejects still carry. A batch
     split to isolate a refused row writes each part with every entry of the batch: an
@@ -148,11 +152,9 @@ def _carried(
     another user's row that carries it."""
     if not vault:
         return []
-    gone = {(message_id, field) for kind, message_id, field in erased if kind == "row"}
+    gone = {(message_id, column) for kind, message_id, column in erased if kind == "row"}
     live = {token for reject in rejects for token in reject.pii_tokens}
+    key = table.column_names.index(table.key)
     for row in rows:
-        if row.masked_ip is not None and (row.message_id, "masked_ip") not in gone:
-            live.add(row.masked_ip)
-        if row.masked_device_id is not None and (row.message_id, "masked_device_id") not in gone:
-            live.add(row.masked_device_id)
+        live.update(token for column, token in table.filled(row) if (row[key], column) not in gone)
     return [entry for entry in vault if entry.token in live]

@@ -33,7 +33,9 @@ from ingestor.custody.audit import Request, record
 from ingestor.custody.tombstones import remapped
 from ingestor.custody.vault import Checker, EntryRefused, Opener, framed
 from ingestor.errors import PermanentError
+from ingestor.sink.generated import LOGINS, Statements, statements
 from ingestor.sink.queries import query
+from ingestor.table import USER_LOGINS, Table
 from ingestor.terminal import printable
 from ingestor.transform.masking import HmacMasker, mask_key_id
 from ingestor.transform.rejects import user_id_text
@@ -64,9 +66,10 @@ class Rotation:
 
     opener: Opener
     checker: Checker
-    masker: HmacMasker
+    masker: HmacMasker  # the new key's, over the table's PII fields
     new_id: str
     batch_size: int
+    sql: Statements = LOGINS  # the table's generated statements
 
 
 async def rekey(
@@ -79,9 +82,13 @@ async def rekey(
     batch_size: int = 10_000,
     accept_unvaulted: bool = False,
     on_batch: Callable[[int], None] = lambda done: None,
+    table: Table = USER_LOGINS,
 ) -> Rekeyed:
-    masker = HmacMasker(new_key)
-    rotation = Rotation(opener, checker, masker, mask_key_id(new_key), batch_size)
+    """Rotate to `new_key` every token of `table`'s PII fields, wherever it stands."""
+    masker = HmacMasker(new_key, table)
+    rotation = Rotation(
+        opener, checker, masker, mask_key_id(new_key), batch_size, statements(table)
+    )
     if not await connection.fetchval(query("rekey_lock"), REKEY_LOCK):
         raise RekeyRefused("another rekey is running on this database")
     phase, position = await _start_or_resume(connection, rotation, request, accept_unvaulted)
@@ -97,7 +104,7 @@ async def rekey(
     if phase == "rejects":
         rejects = await _rejects_phase(connection, rotation, position)
     await _vault_phase(connection, rotation)
-    unvaulted = int(await connection.fetchval(query("unvaulted_rows")))
+    unvaulted = int(await connection.fetchval(rotation.sql.unvaulted_rows))
     refused = int(await connection.fetchval(query("rekey_refused_entries"), rotation.new_id))
     older = int(await connection.fetchval(query("erasures_under_other_keys"), rotation.new_id))
     detail = f"done: to {rotation.new_id}, {values} values, {rows} rows, {rejects} rejects"
@@ -127,7 +134,7 @@ async def _start_or_resume(
             )
         log.info("resuming the rotation at its %s phase", state["phase"])
         return str(state["phase"]), str(state["position"])
-    unvaulted = int(await connection.fetchval(query("unvaulted_rows")))
+    unvaulted = int(await connection.fetchval(rotation.sql.unvaulted_rows))
     if unvaulted and not accept_unvaulted:
         raise RekeyRefused(
             f"{unvaulted} rows hold tokens with no vault entry (loaded while the vault was "
@@ -173,7 +180,7 @@ async def _rows_phase(connection: Any, rotation: Rotation, start: int) -> int:
     for first in range(start, end + 1, BLOCKS_PER_RANGE):
         last = first + BLOCKS_PER_RANGE
         async with connection.transaction():
-            status = await connection.execute(query("rekey_rows"), first, last)
+            status = await connection.execute(rotation.sql.rekey_rows, first, last)
             await _advance(connection, rotation, "rows", str(last))
         changed += int(status.split()[-1])
     await _advance(connection, rotation, "rejects", "")
@@ -215,8 +222,8 @@ def _mapped(row: Any, rotation: Rotation) -> tuple[str, str, bytes] | None:
     except EntryRefused as refused:
         log.warning("vault entry left under its old token: %s", refused)
         return None
-    field = row["field"]
-    new = rotation.masker.mask_ip(value) if field == "ip" else rotation.masker.mask_device_id(value)
+    field = row["field"]  # one the checker knows: its token was remade under its domain
+    new = rotation.masker.masking(field)(value)
     sealed = rotation.opener.sealer(row["key_id"]).seal(
         framed(field, new, value.encode("utf-8", "surrogatepass"))
     )

@@ -22,10 +22,11 @@ import orjson
 
 from ingestor.custody.audit import Request, record
 from ingestor.custody.vault import EntryRefused, Opener, SealedError
-from ingestor.models import Envelope, LoginRow, Processed, WriteResult
+from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow, Processed, WriteResult
 from ingestor.ports import Sink
 from ingestor.sink.isolation import Batch, split_outcomes, vault_entries, write_isolating
 from ingestor.sink.queries import query
+from ingestor.table import USER_LOGINS
 from ingestor.transform.transformer import Transformer
 
 log = logging.getLogger("ingestor")
@@ -107,12 +108,21 @@ def _openable(row: Any, replay: Replay) -> Processed | None:
     return None
 
 
+def stored_row(fields: dict[str, Any]) -> LoginRow:
+    """A refused row from its stored body (`isolation.refused_row`). A column the body
+    lacks is NULL, as in a row loaded before that column was added to the registry; its
+    key and create_date must be there, and no key that is not a column (else ValueError
+    or KeyError: its stored body is malformed)."""
+    if USER_LOGINS.key not in fields or not set(fields) <= set(LOGIN_COLUMNS):
+        raise ValueError("not a row of user_logins")
+    values = {**fields, "create_date": dt.date.fromisoformat(fields["create_date"])}
+    return LoginRow._make(values.get(column) for column in LOGIN_COLUMNS)
+
+
 def _processed(row: Any, replay: Replay) -> Processed:
     sent_ms = int(row["sent_at"].timestamp() * 1000)
     if row["body_kind"] == "row":  # a refused row: already masked, write it as it was
-        fields = orjson.loads(row["body"])
-        fields["create_date"] = dt.date.fromisoformat(fields["create_date"])
-        login = LoginRow(**fields)
+        login = stored_row(orjson.loads(row["body"]))
         return Processed(row["message_id"], "", login, sent_ms, row["receive_count"])
     body = replay.opener.open(row["sealed_body"], row["key_id"])
     # The keyed digest the loader stored beside it vouches for the sealed body: anyone who

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 
-TOMBSTONE_PREFIX = "erased:"
+from ingestor.table import TOMBSTONE_PREFIX
 
 
 def tombstone() -> str:

@@ -30,8 +30,9 @@ from ingestor.custody.keys import public_key_of, vault_key_id
 from ingestor.errors import PermanentError
 from ingestor.models import Processed, VaultEntry
 from ingestor.ports import Hooks
+from ingestor.table import USER_LOGINS, Table, UnknownField
 from ingestor.terminal import printable
-from ingestor.transform.masking import HmacMasker, mask_key_id
+from ingestor.transform.masking import HmacMasker, Mask, mask_key_id
 
 
 class SealedError(PermanentError):
@@ -57,8 +58,8 @@ class Checker:
 
     __slots__ = ("_masker", "key_id")
 
-    def __init__(self, hmac_key: bytes) -> None:
-        self._masker = HmacMasker(hmac_key)
+    def __init__(self, hmac_key: bytes, table: Table = USER_LOGINS) -> None:
+        self._masker = HmacMasker(hmac_key, table)
         self.key_id = mask_key_id(hmac_key)
 
     def __repr__(self) -> str:
@@ -73,17 +74,21 @@ class Checker:
                 f"made with masking key {printable(row['mask_key_id'])}, and "
                 f"INGESTOR_HMAC_KEY is {self.key_id}: it cannot be checked, so it is not used"
             )
+        try:
+            mask = self._masker.masking(row["field"])
+        except UnknownField:
+            raise EntryRefused(
+                f"its field '{printable(row['field'], 64)}' is not a PII field ingestor "
+                "masks: not used"
+            ) from None
         value = _unframed(opened, row["field"], row["token"])
         text = value.decode("utf-8", "surrogatepass") if value is not None else None
-        if text is None or self.token(row["field"], text) != row["token"]:
+        if text is None or mask(text) != row["token"]:
             raise EntryRefused(
                 "the vault entry does not match its token (sealed by someone with write "
                 "access to pii_vault?): not used"
             )
         return text
-
-    def token(self, field: str, value: str) -> str:
-        return self._masker.mask_ip(value) if field == "ip" else self._masker.mask_device_id(value)
 
 
 def _unframed(opened: bytes, field: str, token: str) -> bytes | None:
@@ -117,8 +122,10 @@ class VaultingMasker:
 
     __slots__ = ("_known", "_mask_key_id", "_masker", "_pending", "_sealed", "_size", "sealer")
 
-    def __init__(self, hmac_key: bytes, sealer: Sealer, cache_size: int) -> None:
-        self._masker = HmacMasker(hmac_key)
+    def __init__(
+        self, hmac_key: bytes, sealer: Sealer, cache_size: int, table: Table = USER_LOGINS
+    ) -> None:
+        self._masker = HmacMasker(hmac_key, table)
         self._mask_key_id = mask_key_id(hmac_key)
         self.sealer = sealer
         self._known: dict[str, None] = {}  # insertion-ordered: the oldest go first
@@ -132,11 +139,23 @@ class VaultingMasker:
     def __repr__(self) -> str:
         return f"VaultingMasker(key_id={self.sealer.key_id!r})"
 
+    def masking(self, field: str) -> Mask:
+        """The masker's function for `field` (UnknownField for a field not registered),
+        which also seals each value not known to be vaulted, under that field's name."""
+        mask, vaulted = self._masker.masking(field), self._vaulted
+
+        def masked(value: str) -> str:
+            return vaulted(field, mask(value), value)
+
+        return masked
+
     def mask_ip(self, canonical_ip: str) -> str:
-        return self._vaulted("ip", self._masker.mask_ip(canonical_ip), canonical_ip)
+        """`masking("ip")` by name, for callers that mean that field."""
+        return self.masking("ip")(canonical_ip)
 
     def mask_device_id(self, device_id: str) -> str:
-        return self._vaulted("device_id", self._masker.mask_device_id(device_id), device_id)
+        """`masking("device_id")` by name, for callers that mean that field."""
+        return self.masking("device_id")(device_id)
 
     def digest_body(self, body: bytes) -> str:
         return self._masker.digest_body(body)

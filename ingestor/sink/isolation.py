@@ -19,12 +19,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from ingestor.errors import DatabaseError, RowRejected
 from ingestor.models import LoginRow, Processed, Rejection, VaultEntry, WriteResult
 from ingestor.ports import Sink
+from ingestor.table import USER_LOGINS, Table
 
 Digest = Callable[[bytes], str]
 # Refused rows in a row, with one SQLSTATE and no row accepted in between, that mean the
@@ -71,6 +73,7 @@ class Batch:
     digest: Digest
     vault: Sequence[VaultEntry] = ()
     breaker: Breaker = field(default_factory=Breaker)
+    table: Table = USER_LOGINS  # whose PII columns hold a row's tokens
 
 
 async def write_isolating(
@@ -80,7 +83,7 @@ async def write_isolating(
     refuses. Returns the result and the rejections the database caused."""
     try:
         whole = len(rows) + len(rejects) >= len(batch.items)  # nothing to leave out
-        vault = batch.vault if whole else _vault_of(rows, rejects, batch.vault)
+        vault = batch.vault if whole else _vault_of(rows, rejects, batch.vault, batch.table)
         result = await sink.write(rows, rejects, vault)
     except RowRejected as refused:
         items: list[LoginRow | Rejection] = [*rows, *rejects]
@@ -98,13 +101,16 @@ async def write_isolating(
 
 
 def _vault_of(
-    rows: Sequence[LoginRow], rejects: Sequence[Rejection], vault: Sequence[VaultEntry]
+    rows: Sequence[LoginRow],
+    rejects: Sequence[Rejection],
+    vault: Sequence[VaultEntry],
+    table: Table = USER_LOGINS,
 ) -> Sequence[VaultEntry]:
     """The entries of the tokens these rows and rejects hold (all of them for a whole
     batch: a part of a bisected one need not insert its siblings' again)."""
     if not vault:
         return vault
-    tokens = {t for row in rows for t in (row.masked_ip, row.masked_device_id) if t}
+    tokens = {t for row in rows for t in table.tokens(row) if t}
     tokens.update(t for reject in rejects for t in reject.pii_tokens)
     return [entry for entry in vault if entry.token in tokens]
 
@@ -112,20 +118,23 @@ def _vault_of(
 def split_items(
     items: Sequence[LoginRow | Rejection],
 ) -> tuple[list[LoginRow], list[Rejection]]:
-    rows = [item for item in items if isinstance(item, LoginRow)]
+    # Told apart by the reject's type: a row is any tuple of the table's columns.
+    rows = [item for item in items if not isinstance(item, Rejection)]
     return rows, [item for item in items if isinstance(item, Rejection)]
 
 
 async def _write_refused(
     sink: Sink, item: LoginRow | Rejection, refused: RowRejected, batch: Batch
 ) -> tuple[WriteResult, list[Rejection]]:
-    if isinstance(item, LoginRow):
+    if isinstance(item, Rejection):  # even the reject was refused: keep what surely fits,
+        replacement = refused_reject(item, refused)  # without the body
+    else:
         source = _source(item.message_id, batch.items)
-        replacement = refused_row(item, refused, source, batch.digest)
-    else:  # even the reject was refused: keep what surely fits, without the body
-        replacement = refused_reject(item, refused)
+        replacement = refused_row(item, refused, source, batch.digest, batch.table)
     try:
-        result = await sink.write([], [replacement], _vault_of([], [replacement], batch.vault))
+        result = await sink.write(
+            [], [replacement], _vault_of([], [replacement], batch.vault, batch.table)
+        )
     except RowRejected as again:
         raise DatabaseError(f"the rejects table refuses even a minimal row: {again}") from None
     return WriteResult(0, 0, result.rejected, 1), [replacement]
@@ -136,13 +145,19 @@ def _source(message_id: str, batch: Sequence[Processed]) -> Processed:
 
 
 def refused_row(
-    row: LoginRow, refused: RowRejected, source: Processed, digest: Digest
+    row: LoginRow,
+    refused: RowRejected,
+    source: Processed,
+    digest: Digest,
+    table: Table = USER_LOGINS,
 ) -> Rejection:
-    """A valid row the database refused, as a reject (its fields are already masked)."""
-    body = orjson.dumps(row._asdict()).decode()
-    tokens = tuple(token for token in (row.masked_ip, row.masked_device_id) if token)
+    """A valid row the database refused, as a reject (its fields are already masked): its
+    body the row by column name, its PII columns' tokens listed."""
+    fields: dict[str, Any] = dict(zip(table.column_names, row, strict=True))
+    body = orjson.dumps(fields).decode()
+    tokens = tuple(token for token in table.tokens(row) if token)
     return Rejection(
-        message_id=row.message_id,
+        message_id=fields[table.key],
         reason_code=f"db_{refused.sqlstate}",
         reason=str(refused),
         body=body,
@@ -182,10 +197,10 @@ def split_outcomes(batch: Sequence[Processed]) -> tuple[list[LoginRow], list[Rej
     rejects: dict[str, Rejection] = {}
     for item in batch:
         outcome = item.outcome
-        if type(outcome) is LoginRow:
-            rows[item.message_id] = outcome
+        if type(outcome) is Rejection:
+            rejects[item.message_id] = outcome
         else:
-            rejects[item.message_id] = outcome  # type: ignore[assignment]
+            rows[item.message_id] = outcome  # type: ignore[assignment]
     return list(rows.values()), list(rejects.values())
 
 

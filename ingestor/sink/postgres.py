@@ -43,10 +43,10 @@ from ingestor.models import (
     WriteResult,
 )
 from ingestor.ports import Settler
+from ingestor.sink.generated import LOGINS, STAGING_TABLE
 from ingestor.sink.queries import query
 from ingestor.terminal import printable
 
-STAGING_TABLE = "ingestor_staging"
 COMMAND_TIMEOUT = 120.0  # seconds a statement may take before the client gives up on it
 # connection, resources, shutdown, I/O, transaction rollback (serialization, deadlock)
 _TRANSIENT_CLASSES = ("08", "53", "57", "58", "40")
@@ -139,7 +139,7 @@ async def mapped_errors() -> AsyncIterator[None]:
 
 
 async def _prepare_connection(connection: asyncpg.Connection) -> None:
-    await connection.execute(query("staging"))
+    await connection.execute(LOGINS.staging)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +227,7 @@ class PostgresSink:
     def __init__(self, pool: asyncpg.Pool, ledger: Settler) -> None:
         self._pool = pool
         self._ledger = ledger
-        self._merge = query("merge_logins")
+        self._merge = LOGINS.merge
         self._reject = query("upsert_reject")
         self._unload = query("unload_rejected")
         self._vault = query("insert_vault")

@@ -12,24 +12,17 @@ from typing import Any
 
 from ingestor.sink.postgres import mapped_errors
 from ingestor.sink.queries import migrations, query
+from ingestor.table import USER_LOGINS
 
 log = logging.getLogger("ingestor")
 
 # pg_advisory_xact_lock key: "ingestor" as a number, so other applications' locks differ.
 MIGRATION_LOCK = 0x696E676573746F72
 
-# What `check` expects of the tables: column -> type, as format_type() prints it.
+# What `check` expects of the tables: column -> type, as format_type() prints it (the
+# loaded table's from its registry).
 EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
-    "user_logins": {
-        "user_id": "character varying(128)",
-        "device_type": "character varying(32)",
-        "masked_ip": "character varying(256)",
-        "masked_device_id": "character varying(256)",
-        "locale": "character varying(32)",
-        "app_version": "integer",
-        "create_date": "date",
-        "message_id": "character varying(128)",
-    },
+    USER_LOGINS.name: USER_LOGINS.types(),
     "ingestor_rejects": {
         "message_id": "character varying(128)",
         "reason": "text",

@@ -1,7 +1,8 @@
 """Keyed, deterministic masking of PII values (PRODUCT.md rule 3).
 
-A token is HMAC-SHA256(key, domain || 0x00 || value), lowercase hex. The domain keeps an ip
-and a device id with the same text from sharing a token, and lets a later key version
+A token is HMAC-SHA256(key, domain || 0x00 || value), lowercase hex. The domain (one per
+PII field, declared with the table in `ingestor/table.py`) keeps an ip and a device id
+with the same text from sharing a token, and lets a later key version
 coexist. Without the key no one can test a guess, which a plain hash would allow: IPv4 has
 2^32 values and device ids of the form ddd-dd-dddd only 10^9.
 """
@@ -10,39 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-import re
+from collections.abc import Callable
 from typing import Protocol
 
 from ingestor.keytext import MIN_KEY_BYTES
 from ingestor.models import VaultEntry
+from ingestor.table import USER_LOGINS, Table
 
-IP_DOMAIN = b"ingestor/ip/v1"
-DEVICE_ID_DOMAIN = b"ingestor/device_id/v1"
+Mask = Callable[[str], str]
 BODY_DOMAIN = b"ingestor/reject-body/v1"
 USER_DOMAIN = b"ingestor/user-id/v1"
 ERASED_DOMAIN = b"ingestor/erased/v1"
 _KEY_ID_DOMAIN = b"ingestor/key-id/v1"
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def canonical_ip(text: str) -> str:
-    """The one spelling of an address: compressed, IPv4-mapped IPv6 as IPv4.
-
-    Raises ValueError when `text` is not an IPv4 or IPv6 address.
-    """
-    if _CANONICAL_IPV4.fullmatch(text):
-        # A dotted quad without leading zeros is its own canonical form; one regex call is
-        # several times cheaper than ipaddress's parser on the hot path.
-        return text
-    try:
-        return str(ipaddress.IPv4Address(text))  # rejects what the regex did not take
-    except ValueError:
-        pass
-    address = ipaddress.IPv6Address(text)
-    mapped = address.ipv4_mapped
-    return str(mapped) if mapped is not None else address.compressed
 
 
 def mask_key_id(hmac_key: bytes) -> str:
@@ -52,17 +32,17 @@ def mask_key_id(hmac_key: bytes) -> str:
 
 
 class HmacMasker:
-    """HMAC-SHA256 tokens under one secret key, one domain per field."""
+    """HMAC-SHA256 tokens under one secret key, one domain per PII field of `table`."""
 
-    __slots__ = ("_body", "_device_id", "_erased", "_ip", "_user", "key_id")
+    __slots__ = ("_body", "_erased", "_masks", "_table", "_user", "key_id")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, table: Table = USER_LOGINS) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"the HMAC key must be at least {MIN_KEY_BYTES} bytes")
         # Keying once per domain and copying the state per value is about twice as fast
         # as a one-shot hmac.digest over domain + value.
-        self._ip = _keyed(key, IP_DOMAIN)
-        self._device_id = _keyed(key, DEVICE_ID_DOMAIN)
+        self._masks = {pii.field: _masking(_keyed(key, pii.domain)) for pii in table.pii}
+        self._table = table
         self._body = _keyed(key, BODY_DOMAIN)
         self._user = _keyed(key, USER_DOMAIN)
         self._erased = _keyed(key, ERASED_DOMAIN)
@@ -71,11 +51,22 @@ class HmacMasker:
     def __repr__(self) -> str:
         return "HmacMasker(key=<hidden>)"
 
+    def masking(self, field: str) -> Mask:
+        """The function that masks a value of the PII field `field`, given in its
+        canonical spelling: fetched once, called per value. UnknownField for a field the
+        table does not register."""
+        mask = self._masks.get(field)
+        if mask is None:
+            raise self._table.unknown(field)
+        return mask
+
     def mask_ip(self, canonical_ip: str) -> str:
-        return _token(self._ip, canonical_ip.encode())
+        """`masking("ip")` by name, for callers that mean that field."""
+        return self.masking("ip")(canonical_ip)
 
     def mask_device_id(self, device_id: str) -> str:
-        return _token(self._device_id, device_id.encode("utf-8", "surrogatepass"))
+        """`masking("device_id")` by name, for callers that mean that field."""
+        return self.masking("device_id")(device_id)
 
     def digest_body(self, body: bytes) -> str:
         return _token(self._body, body)
@@ -109,6 +100,20 @@ def _keyed(key: bytes, domain: bytes) -> _State:
     state = hmac.new(key, domain + b"\x00", hashlib.sha256)
     inner: _State | None = getattr(state, "_hmac", None)
     return inner if inner is not None else state
+
+
+def _masking(keyed: _State) -> Mask:
+    """The token of a text under one keyed state: a closure, one Python call per value.
+    surrogatepass: a lone surrogate (possible in a vault entry's text) is hashed, not an
+    error; any other text encodes as UTF-8 does."""
+    copy = keyed.copy
+
+    def mask(value: str) -> str:
+        state = copy()
+        state.update(value.encode("utf-8", "surrogatepass"))
+        return state.hexdigest()
+
+    return mask
 
 
 def _token(keyed: _State, value: bytes) -> str:

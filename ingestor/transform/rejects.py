@@ -1,8 +1,9 @@
 """Turning a message that breaks a rule into a `Rejection` that keeps only what is known
 to be safe (PRODUCT.md rule 6): an allow-list, not a search for PII.
 
-Of a JSON object, a reject keeps the login fields: `ip` and `device_id` masked exactly as
-in `user_logins` (their tokens listed in `pii_tokens`, for erasure and key rotation), and
+Of a JSON object, a reject keeps the login fields: the PII fields of the table's registry
+(`ingestor/table.py`: ip, device_id) masked exactly as in `user_logins`, each under its
+own domain (their tokens listed in `pii_tokens`, for erasure and key rotation), and
 `user_id`, `device_type`, `locale` and `app_version` as sent when they pass their rules,
 else only their JSON type and size. Of every other key it keeps the name (when the name
 is a plain identifier, which cannot spell an address or an id; else its position) and the
@@ -25,11 +26,10 @@ import orjson
 
 from ingestor.models import Envelope, Rejection
 from ingestor.ports import Masker
-from ingestor.transform.masking import canonical_ip
+from ingestor.table import USER_LOGINS, PiiField, Table
 from ingestor.transform.rules import json_kind, passes_rule
 
 LOGIN_FIELDS = ("user_id", "device_type", "locale", "app_version")
-MASKED_FIELDS = ("ip", "device_id")
 MAX_OTHER_KEYS = 64  # described one by one; the rest are counted under "#more"
 # A name kept as sent: an identifier, with no run of 3 digits (ddd-dd-dddd), no '.' or
 # ':' (addresses), at most 64 characters.
@@ -50,11 +50,14 @@ def reject(
     *,
     parsed: dict[str, Any] | None = None,
     body_kind: str = "object",
+    table: Table = USER_LOGINS,
 ) -> Rejection:
     """A rejection for `envelope`; `parsed` is its JSON object body when it has one."""
     raw = as_bytes(envelope.body)
     tokens: list[str] = []
-    body = None if parsed is None else orjson.dumps(allowed(parsed, masker, tokens)).decode()
+    body = None
+    if parsed is not None:
+        body = orjson.dumps(allowed(parsed, masker, tokens, table)).decode()
     sealed = masker.seal_body(raw)
     user_id = None if parsed is None else user_id_text(parsed.get("user_id"))
     return Rejection(
@@ -84,14 +87,17 @@ def user_id_text(value: Any) -> str | None:
     return None
 
 
-def allowed(event: dict[str, Any], masker: Masker, tokens: list[str]) -> dict[str, Any]:
+def allowed(
+    event: dict[str, Any], masker: Masker, tokens: list[str], table: Table = USER_LOGINS
+) -> dict[str, Any]:
     """What a reject keeps of a JSON object (see the module's docstring); each token made
     is appended to `tokens`."""
+    pii = {field.field: field for field in table.pii}
     kept: dict[str, Any] = {}
     others = 0
     for position, (key, value) in enumerate(event.items(), 1):
-        if key in MASKED_FIELDS:
-            kept[key] = _masked(key, value, masker, tokens)
+        if key in pii:
+            kept[key] = _masked(pii[key], value, masker, tokens)
         elif key in LOGIN_FIELDS:
             kept[key] = value if passes_rule(key, value) else described(value)
         elif others < MAX_OTHER_KEYS:
@@ -120,8 +126,8 @@ def _other(key: str, value: Any, position: int) -> tuple[str, dict[str, Any]]:
     return f"#{position}", {**described(value), "name_size": len(key)}
 
 
-def _masked(field: str, value: Any, masker: Masker, tokens: list[str]) -> Any:
-    """The token of an ip or device_id, as user_logins would hold it; a value with no
+def _masked(field: PiiField, value: Any, masker: Masker, tokens: list[str]) -> Any:
+    """The token of a PII field's value, as user_logins would hold it; a value with no
     text form (a number past 64 bits, a list nested past orjson's limit) is described."""
     if value is None:
         return None
@@ -132,13 +138,15 @@ def _masked(field: str, value: Any, masker: Masker, tokens: list[str]) -> Any:
             text = orjson.dumps(value).decode()
         except orjson.JSONEncodeError:
             return described(value)
-    token = masker.mask_ip(_ip_text(text)) if field == "ip" else masker.mask_device_id(text)
+    token = masker.masking(field.field)(_spelt(field, text))
     tokens.append(token)
     return token
 
 
-def _ip_text(text: str) -> str:
+def _spelt(field: PiiField, text: str) -> str:
+    """Its canonical spelling, or the text as sent when it has none (an invalid address):
+    the same value is the same token wherever it stands."""
     try:
-        return canonical_ip(text)
+        return field.canonical(text)
     except ValueError:
         return text

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ingestor.transform.masking import canonical_ip
+from ingestor.table import canonical_ip
 
 USER_ID_MAX = 128
 DEVICE_TYPE_MAX = 32

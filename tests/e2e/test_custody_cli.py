@@ -18,7 +18,7 @@ import pytest
 from ingestor.custody.keys import public_key_of, read_private_key, vault_key_id
 from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
-from ingestor.sink.queries import query
+from ingestor.sink.generated import LOGINS
 from ingestor.source.sqs import SqsQueue
 from ingestor.transform.masking import HmacMasker, mask_key_id
 from tests.conftest import TEST_KEY, service_env
@@ -346,7 +346,7 @@ async def test_rekey_killed_half_way_and_run_again_ends_consistent(
         "SELECT DISTINCT mask_key_id FROM pii_vault"
     )] == [new_id]  # fmt: skip
     assert await db.fetchval("SELECT count(*) FROM user_logins") == rows_before
-    assert await db.fetchval(query("unvaulted_rows")) == 0  # every token has its vault row
+    assert await db.fetchval(LOGINS.unvaulted_rows) == 0  # every token has its vault row
     assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_map") == 0
     assert await db.fetchval("SELECT count(*) FROM ingestor_rekey_state") == 0
     # And a token of user_logins reveals a value that masks back to it under the new key

@@ -16,7 +16,8 @@ import pytest
 from ingestor.demo.synthetic import generate
 from ingestor.settings import Settings
 from ingestor.source.sqs import SqsQueue
-from ingestor.transform.masking import HmacMasker, canonical_ip, mask_key_id
+from ingestor.table import canonical_ip
+from ingestor.transform.masking import HmacMasker, mask_key_id
 from tests.cli import ingestor
 from tests.conftest import TEST_KEY, service_env
 from tests.faults.conftest import check_invariant

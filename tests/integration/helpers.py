@@ -10,7 +10,8 @@ import asyncpg
 import orjson
 
 from ingestor.source.sqs import SqsQueue
-from ingestor.transform.masking import HmacMasker, canonical_ip
+from ingestor.table import canonical_ip
+from ingestor.transform.masking import HmacMasker
 
 PII_FIELDS = ("ip", "device_id")
 IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")

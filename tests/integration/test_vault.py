@@ -34,7 +34,8 @@ from ingestor.settings import Settings
 from ingestor.sink.isolation import Batch, split_outcomes, vault_entries, write_isolating
 from ingestor.sink.postgres import PostgresSink, create_pool
 from ingestor.source.sqs import SqsQueue
-from ingestor.transform.masking import HmacMasker, canonical_ip, mask_key_id
+from ingestor.table import canonical_ip
+from ingestor.transform.masking import HmacMasker, mask_key_id
 from ingestor.transform.transformer import Transformer
 from tests.conftest import TEST_KEY, _create_database, _drop_database, with_database
 from tests.fakes import SENT_MS

@@ -25,7 +25,8 @@ from ingestor.custody.keys import (
 from ingestor.errors import ConfigError
 from ingestor.keytext import README_EXAMPLE_KEY, weak_key_problem
 from ingestor.settings import load_settings
-from ingestor.transform.masking import IP_DOMAIN, HmacMasker
+from ingestor.table import IP_DOMAIN
+from ingestor.transform.masking import HmacMasker
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestor.transform.masking import HmacMasker, canonical_ip
+from ingestor.table import canonical_ip
+from ingestor.transform.masking import HmacMasker
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

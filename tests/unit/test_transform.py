@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingestor.models import Envelope, LoginRow, Rejection
-from ingestor.transform.masking import HmacMasker, canonical_ip
+from ingestor.table import canonical_ip
+from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer
 from tests.fakes import SENT_MS
 

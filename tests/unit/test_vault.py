@@ -38,8 +38,9 @@ from ingestor.keytext import decode_key
 from ingestor.models import VAULT_COLUMNS, Envelope, LoginRow, Processed, Rejection, VaultEntry
 from ingestor.settings import load_settings
 from ingestor.sink.isolation import refused_reject
+from ingestor.table import canonical_ip
 from ingestor.terminal import printable
-from ingestor.transform.masking import HmacMasker, canonical_ip, mask_key_id
+from ingestor.transform.masking import HmacMasker, mask_key_id
 from ingestor.transform.transformer import Transformer
 from tests.fakes import SENT_MS
 from tests.pii import expect_absent, expect_same

@@ -148,7 +148,7 @@ async def crash_after_commit(settings: Settings, count: int) -> Crashed:
     """Receive about `count` messages, commit them, and "crash" before deleting: their
     visibility is set to 0, as if their timeout had run out, so SQS delivers them again."""
     masker = build_masker(settings)
-    transformer = Transformer(masker)
+    transformer = Transformer(masker, settings.envelope)
     async with open_queue(settings) as queue, open_pool(settings) as pool:
         received: list[Envelope] = []
         while len(received) < count:

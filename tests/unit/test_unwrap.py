@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingestor.demo.synthetic import generate
 from ingestor.models import Envelope, LoginRow, Processed, Rejection, Wrapping
 from ingestor.sink.isolation import split_outcomes
 from ingestor.transform.masking import HmacMasker
@@ -379,3 +380,24 @@ def test_the_real_messages_wrapped_in_either_envelope_load_as_they_do_raw() -> N
                 assert isinstance(wrapped, LoginRow)
                 assert wrapped[1:-1] == raw[1:-1]
                 assert uuid.UUID(wrapped.message_id.split(":", 1)[1])
+
+
+def test_the_demo_publishes_a_tenth_through_sns_and_one_notification_twice() -> None:
+    plain = generate(2_000, seed=5)
+    wrapped = generate(2_000, seed=5, sns_rate=0.1)
+    ids = [event.sns_id for event in wrapped if event.sns_id]
+    # About a tenth, each a notification around the event of the same seed; the first two
+    # messages are one notification delivered twice
+    assert 150 < len(ids) < 250
+    assert wrapped[0] == wrapped[1]
+    assert len(ids) - len(set(ids)) == 1
+    for before, after in list(zip(plain, wrapped, strict=True))[2:]:
+        if after.sns_id is None:
+            assert after == before
+            continue
+        notification = orjson.loads(after.body)
+        assert (notification["Message"], notification["MessageId"]) == (before.body, after.sns_id)
+        assert (after.valid, after.kind) == (before.valid, before.kind)
+        outcome = process(after.body).outcome
+        assert outcome.message_id == f"sns:{after.sns_id}"
+        assert isinstance(outcome, LoginRow) == before.valid

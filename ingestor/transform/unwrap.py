@@ -160,6 +160,13 @@ def _recognised(body: dict[str, Any]) -> Opened | None:
     return None
 
 
+def event_in(body: dict[str, Any]) -> dict[str, Any]:
+    """The event a body holds: the one inside a well-formed SNS or EventBridge envelope,
+    else the body itself (for reading a stored original's user_id)."""
+    opened = _recognised(body)
+    return body if opened is None or opened.event is None else opened.event
+
+
 def _expected(wrapper: Wrapper, body: dict[str, Any]) -> Opened:
     if wrapper.meant(body):
         return open_wrapper(wrapper, body)

@@ -21,8 +21,9 @@ import pytest_asyncio
 from ingestor.custody.audit import Request
 from ingestor.custody.keys import generate_key_pair
 from ingestor.custody.ledger import ErasureLedger
+from ingestor.custody.rekey import rekey
 from ingestor.custody.replay import Replay, replay
-from ingestor.custody.vault import Opener, Sealer, VaultingMasker
+from ingestor.custody.vault import Checker, Opener, Sealer, VaultingMasker
 from ingestor.observe.hooks import Stats
 from ingestor.pipeline.service import run_service
 from ingestor.settings import Settings
@@ -197,3 +198,24 @@ async def test_replay_unwraps_what_was_rejected_raw_and_keeps_it_once(
     # And a second replay finds nothing to do
     again = await replay(db, tools, Request.of("TICKET-9", "alice"), None)
     assert (again.inserted, again.replaced, again.rejected) == (0, 0, 0)
+
+
+async def test_rekey_keeps_the_user_of_a_rejected_envelope(
+    make_settings: Callable[..., Settings], sqs_queue: SqsQueue, db: asyncpg.Connection
+) -> None:
+    # Given an SNS notification whose event has a user_id the rules refuse (a number):
+    # the kept body describes it, the digest is of its JSON text
+    private, public = generate_key_pair()
+    await sqs_queue.send([sns({"user_id": 12345, "ip": IP}, str(uuid.uuid4()))])
+    await drain(make_settings(vault_public_key=base64.b64encode(public).decode()))
+    stored = await db.fetchrow("SELECT reason_code, user_digest FROM ingestor_rejects")
+    assert stored["reason_code"] == "invalid_user_id"
+    assert stored["user_digest"] == HmacMasker(TEST_KEY.encode()).digest_user("12345")
+    # When the masking key is rotated
+    new_key = b"the-new-hmac-key-after-rotation-0123456789"
+    request = Request.of("TICKET-10", "alice")
+    await rekey(db, Opener(private), Checker(TEST_KEY.encode()), new_key, request)
+    # Then the reject is still the user's, under the new key (found in the event inside the
+    # sealed notification), so forget --user-id still reaches it
+    digest = await db.fetchval("SELECT user_digest FROM ingestor_rejects")
+    assert digest == HmacMasker(new_key).digest_user("12345")

@@ -1,12 +1,16 @@
-"""Stages in isolation: the transform stage against a bare parse-and-hash loop, and the
-writer (COPY into staging + merge into the indexed user_logins) against a bare COPY into
+"""Stages in isolation: the transform stage against a bare parse-and-hash loop (raw
+bodies, and the same events in SNS notifications, taken out by INGESTOR_ENVELOPE=auto),
+and the writer (COPY into staging + merge into the indexed user_logins) against a bare COPY into
 an unindexed, unlogged table; and the writer once users have been erased (it then checks
 the rows of users in an erased user's bucket against the erasure ledger)."""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import hashlib
 import hmac
+import random
 import time
 import uuid
 
@@ -17,8 +21,8 @@ from benchmarks.measure import Figure, repeat, repeat_async
 from ingestor.custody.keys import generate_key_pair
 from ingestor.custody.ledger import ErasureLedger
 from ingestor.custody.vault import Sealer, VaultingMasker
-from ingestor.demo.synthetic import generate
-from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow
+from ingestor.demo.synthetic import generate, sns_wrapped
+from ingestor.models import LOGIN_COLUMNS, Envelope, LoginRow, Wrapping
 from ingestor.sink.postgres import PostgresSink, close_pool, create_pool
 from ingestor.sink.queries import query
 from ingestor.sink.schema import migrate
@@ -35,8 +39,15 @@ def envelopes(count: int) -> list[Envelope]:
     return [Envelope(f"m{i}", f"h{i}", e.body, SENT_MS) for i, e in enumerate(events)]
 
 
-def transform_rate(batch: list[Envelope]) -> float:
-    process = Transformer(HmacMasker(KEY)).process
+def sns_envelopes(count: int) -> list[Envelope]:
+    """The messages of `envelopes`, each an SNS notification around its event."""
+    rng, published = random.Random(98), dt.datetime(2023, 11, 14, tzinfo=dt.UTC)
+    events = [sns_wrapped(e, rng, published) for e in generate(count, seed=99)]
+    return [Envelope(f"m{i}", f"h{i}", e.body, SENT_MS) for i, e in enumerate(events)]
+
+
+def transform_rate(batch: list[Envelope], wrapping: Wrapping = "auto") -> float:
+    process = Transformer(HmacMasker(KEY), wrapping).process
     started = time.perf_counter()
     for envelope in batch:
         process(envelope)
@@ -71,9 +82,22 @@ def bare_parse_and_hash_rate(batch: list[Envelope]) -> float:
 
 
 def transform_figures(count: int, times: int) -> list[Figure]:
-    batch = envelopes(count)
+    """The transform's figures; the first is raw bodies with the default settings."""
+    batch, wrapped = envelopes(count), sns_envelopes(count)
     return [
         repeat("transform stage", "records/s", times, lambda: transform_rate(batch)),
+        repeat(
+            "transform stage, every body an SNS notification (INGESTOR_ENVELOPE=auto)",
+            "records/s",
+            times,
+            lambda: transform_rate(wrapped),
+        ),
+        repeat(
+            "transform stage, INGESTOR_ENVELOPE=none",
+            "records/s",
+            times,
+            lambda: transform_rate(batch, "none"),
+        ),
         repeat(
             "transform stage, vault on",
             "records/s",
@@ -168,3 +192,19 @@ async def bare_rate(connection: asyncpg.Connection, rows: list[LoginRow], size: 
             "bench_bare", records=rows[i : i + size], columns=LOGIN_COLUMNS
         )
     return len(rows) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """`python -m benchmarks.stages [records] [runs]`: the transform's figures alone."""
+    parser = argparse.ArgumentParser(description="the transform stage's figures alone")
+    parser.add_argument("records", type=int, nargs="?", default=50_000)
+    parser.add_argument("runs", type=int, nargs="?", default=3)
+    args = parser.parse_args()
+    count, times = args.records, args.runs
+    for figure in transform_figures(count, times):
+        runs = ", ".join(f"{run:,.0f}" for run in figure.runs)
+        print(f"{figure.name}: {figure.median:,.0f} {figure.unit} (runs {runs})")
+
+
+if __name__ == "__main__":
+    main()

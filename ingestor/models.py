@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from ingestor.table import USER_LOGINS
+
+# What may wrap the event in an SQS body (INGESTOR_ENVELOPE): recognised by shape
+# ("auto"), never ("none"), or always expected.
+Wrapping = Literal["auto", "none", "sns", "eventbridge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +103,9 @@ REJECT_COLUMNS: tuple[str, ...] = (
 @dataclass(frozen=True, slots=True)
 class Processed:
     """A message after the transform: its row or its rejection, the values it sealed, and
-    the handle to delete it."""
+    the handle to delete it. `message_id` is the key its row or reject is stored under:
+    the SQS MessageId, or the id of the SNS/EventBridge envelope around the event (two SQS
+    messages may then share it, each with its own receipt handle)."""
 
     message_id: str
     receipt_handle: str

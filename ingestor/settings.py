@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestor.errors import ConfigError
 from ingestor.keytext import decode_key, weak_key_problem
+from ingestor.models import Wrapping
 
 ENV_PREFIX = "INGESTOR_"
 # The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.
@@ -67,6 +68,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "text", "json"] = "auto"
     allow_demo_key: bool = False
     sqs_client: Literal["wire", "botocore"] = "wire"
+    # auto: an SNS notification or EventBridge event around the event is recognised by shape
+    envelope: Wrapping = "auto"
     vault_public_key: str | None = Field(
         None, description="vault public key (base64); unset: no vault, no recovery"
     )
@@ -78,6 +81,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("envelope", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("hmac_key")
     @classmethod

@@ -316,7 +316,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     async def work(connection: Any) -> Any:
         async with open_pool(settings) as pool:
             sink = PostgresSink(pool, ErasureLedger(masker))
-            tools = Replay(opener, Transformer(masker), sink)
+            tools = Replay(opener, Transformer(masker, settings.envelope), sink)
             return await replay(connection, tools, request, reason)
 
     total = _run(settings, work, keyed=True)

@@ -39,6 +39,7 @@ from ingestor.table import USER_LOGINS, Table
 from ingestor.terminal import printable
 from ingestor.transform.masking import HmacMasker, mask_key_id
 from ingestor.transform.rejects import user_id_text
+from ingestor.transform.unwrap import event_in
 
 log = logging.getLogger("ingestor")
 BLOCKS_PER_RANGE = 2_000  # about 16 MB of user_logins per transaction
@@ -255,15 +256,17 @@ def _digest(
 
 
 def _user_digest(body: str | None, original: bytes | None, rotation: Rotation) -> str | None:
-    """The user's digest under the new key, from the original body or else the kept one
-    (which keeps a valid user_id as sent); None when neither names a user, or when the
-    digest cannot be redone (an old-key digest would tie the reject to nobody)."""
+    """The user's digest under the new key, from the original body (the event inside it,
+    when it came in an SNS or EventBridge envelope) or else the kept one (which keeps a
+    valid user_id as sent); None when neither names a user, or when the digest cannot be
+    redone (an old-key digest would tie the reject to nobody)."""
     for text in (original, body):
         try:
             event = orjson.loads(text) if text is not None else None
         except orjson.JSONDecodeError:
             continue
-        user_id = user_id_text(event.get("user_id")) if isinstance(event, dict) else None
+        event = event_in(event) if isinstance(event, dict) else None
+        user_id = user_id_text(event.get("user_id")) if event is not None else None
         if user_id is not None:
             return rotation.masker.digest_user(user_id)
     return None

@@ -7,7 +7,9 @@ database refused (`db_<SQLSTATE>`, its body the masked row itself) is written ag
 is, once the table accepts it. Both go through the same sink as the service: one that passes
 becomes a row (and leaves the rejects table in the same transaction); one that still fails
 is stored again with today's reason. Loading is an upsert by message id, so replaying twice
-loads each message once. Nothing is sent to or deleted from the queue.
+loads each message once. A message that today's rules key differently (an event now taken
+out of its SNS or EventBridge envelope is keyed by the envelope's id) leaves its old reject
+once its new row or reject is written. Nothing is sent to or deleted from the queue.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ async def replay(
     while rows := await connection.fetch(
         query("rejects_to_replay"), reason, after, replay.batch_size
     ):
-        result = await _replay_batch(rows, replay)
+        result = await _replay_batch(connection, rows, replay)
         total, after = total + result, rows[-1]["message_id"]
         on_batch(result)
     detail = f"done: reason {reason or 'any'}: loaded {total.inserted + total.replaced}, "
@@ -78,13 +80,18 @@ async def replay(
     return total
 
 
-async def _replay_batch(rows: list[Any], replay: Replay) -> WriteResult:
-    batch = [item for row in rows if (item := _openable(row, replay)) is not None]
+async def _replay_batch(connection: Any, rows: list[Any], replay: Replay) -> WriteResult:
+    stored = [(row["message_id"], item) for row in rows if (item := _openable(row, replay))]
+    batch = [item for _, item in stored]
     if not batch:
         return WriteResult(0, 0, 0)
     loaded, rejects = split_outcomes(batch)
     context = Batch(batch, replay.transformer.digest, vault_entries(batch))
     result, _ = await write_isolating(replay.sink, loaded, rejects, context)
+    # After the write: a failure in between leaves the old reject, which a replay redoes.
+    moved = [key for key, item in stored if item.message_id != key]
+    if moved:
+        await connection.execute(query("delete_moved_rejects"), moved)
     return result
 
 

@@ -1,8 +1,9 @@
 """`python -m ingestor demo`: the whole path on embedded servers, with a readable summary.
 
-It seeds synthetic events (with junk, repeats and odd values), simulates a consumer that
-crashed after committing some messages but before deleting them (so SQS redelivers them),
-drains the queue with the real service code, and prints what landed where.
+It seeds synthetic events (with junk, repeats and odd values, a tenth of them published
+through SNS, one of those delivered twice), simulates a consumer that crashed after
+committing some messages but before deleting them (so SQS redelivers them), drains the
+queue with the real service code, and prints what landed where.
 """
 
 from __future__ import annotations
@@ -43,19 +44,18 @@ from ingestor.transform.rules import app_version_text
 from ingestor.transform.transformer import Transformer
 
 CRASHED_MESSAGES = 100
+SNS_RATE = 0.1  # of the demo's events, published through SNS
 
 
 @dataclass(frozen=True)
 class Crashed:
     """What the simulated crash left behind: messages committed (as rows or as rejects)
-    and not deleted, which SQS delivers again."""
+    and not deleted, which SQS delivers again. Two copies of one SNS notification are
+    two messages and one row or reject."""
 
     rows: int
     rejects: int
-
-    @property
-    def messages(self) -> int:
-        return self.rows + self.rejects
+    messages: int
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class VaultCheck:
 
 
 def run_demo(settings: Settings) -> int:
-    events = generate(settings.demo_events, settings.demo_seed)
+    events = generate(settings.demo_events, settings.demo_seed, sns_rate=SNS_RATE)
     configure("WARNING", "text")  # the summary is the output; only problems are logged
     # The emulator accepts any credentials; real ones from the environment are left alone.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
@@ -115,7 +115,9 @@ async def _demo(
     settings: Settings, events: Sequence[SyntheticEvent], private_key: bytes
 ) -> DemoRun:
     started = time.perf_counter()
-    settings = await _seed(settings, [event.body for event in events])
+    settings = await _seed(
+        settings, [event.body for event in events], first=_published_twice(events)
+    )
     print(seeded_line(events, time.perf_counter() - started), flush=True)
     await run_migrations(settings)
     crashed = await crash_after_commit(settings, CRASHED_MESSAGES)
@@ -135,20 +137,29 @@ async def _demo(
     return DemoRun(events, crashed, drain_seconds, stats, remaining, table, vault)
 
 
-async def _seed(settings: Settings, bodies: list[str]) -> Settings:
+async def _seed(settings: Settings, bodies: list[str], first: int = 0) -> Settings:
+    """Send `bodies`, the `first` of them before the rest: the SNS notification delivered
+    twice goes to the head of the queue, so that both copies are received together (by the
+    crashed consumer, and then again in one batch) and its one row is replaced once."""
     async with sqs_client(settings.region, settings.sqs_endpoint_url) as client:
         url = await create_queue(client, "login-queue", {"VisibilityTimeout": "60"})
         settings = settings.model_copy(update={"queue_url": url})
     async with open_queue(settings) as queue:
-        await queue.send(bodies)
+        await queue.send(bodies[:first])
+        await queue.send(bodies[first:])
     return settings
+
+
+def _published_twice(events: Sequence[SyntheticEvent]) -> int:
+    """How many leading events hold the notification delivered twice (0: none)."""
+    return 2 if len(events) > 1 and events[0].sns_id and events[0] == events[1] else 0
 
 
 async def crash_after_commit(settings: Settings, count: int) -> Crashed:
     """Receive about `count` messages, commit them, and "crash" before deleting: their
     visibility is set to 0, as if their timeout had run out, so SQS delivers them again."""
     masker = build_masker(settings)
-    transformer = Transformer(masker)
+    transformer = Transformer(masker, settings.envelope)
     async with open_queue(settings) as queue, open_pool(settings) as pool:
         received: list[Envelope] = []
         while len(received) < count:
@@ -161,7 +172,7 @@ async def crash_after_commit(settings: Settings, count: int) -> Crashed:
         sink = PostgresSink(pool, ErasureLedger(masker))
         await sink.write(rows, rejects, vault_entries(processed))
         await Acknowledger(queue).change_visibility([e.receipt_handle for e in received], 0)
-    return Crashed(len(rows), len(rejects))
+    return Crashed(len(rows), len(rejects), len(received))
 
 
 async def _table_facts(settings: Settings) -> dict[str, Any]:
@@ -198,17 +209,21 @@ async def _vault_check(
 def seeded_line(events: Sequence[SyntheticEvent], seconds: float) -> str:
     junk = sum(1 for e in events if not e.valid)
     repeats = sum(1 for e in events if e.kind == "repeat")
+    wrapped = sum(1 for e in events if e.sns_id)
     return (
         f"  seeded {len(events):,} events in {seconds:.1f} s: {len(events) - junk:,} valid "
-        f"({repeats:,} of them the same event sent again as a new message), {junk:,} junk"
+        f"({repeats:,} of them the same event sent again as a new message), {junk:,} junk; "
+        f"{wrapped:,} in all as SNS notifications"
     )
 
 
 def crashed_line(crashed: Crashed) -> str:
+    copies = crashed.messages - crashed.rows - crashed.rejects
+    also = f", and {copies:,} second copy of an SNS notification" if copies else ""
     return (
         f"  simulated a consumer that crashed after committing {crashed.messages:,} messages "
-        f"({crashed.rows:,} rows, {crashed.rejects:,} rejects) but before deleting them: "
-        "SQS delivers those again"
+        f"({crashed.rows:,} rows, {crashed.rejects:,} rejects{also}) but before deleting "
+        "them: SQS delivers those again"
     )
 
 
@@ -223,9 +238,10 @@ def render(run: DemoRun) -> str:
         f"  loaded        {stats.loaded:>8,} rows: {stats.inserted:,} new and "
         f"{stats.replaced:,} replaced",
         f"  rejected      {stats.rejected:>8,} messages, by reason:",
-        *(f"      {code:<24} {n:>6,}" for code, n in stats.reasons.most_common()),
+        *(f"      {code:<26} {n:>6,}" for code, n in stats.reasons.most_common()),
         f"  queue now     {run.remaining:>8,} messages waiting",
-        f"  user_logins   {table['rows']:>8,} rows, one per message; "
+        f"  user_logins   {table['rows']:>8,} rows, one per message (per SNS MessageId for a "
+        "notification); "
         f"{table['ips']:,} masked ips are {table['distinct_ips']:,} distinct tokens, "
         f"{table['devices']:,} masked device ids are {table['distinct_devices']:,} "
         "(equal values give equal tokens)",
@@ -233,6 +249,8 @@ def render(run: DemoRun) -> str:
         *_vault_lines(run.vault),
         "",
         *_wrapped(duplicates_sentence(run)),
+        "",
+        *_wrapped(envelopes_sentence(run)),
         "",
         "Five rows of user_logins (NULL is blank; app_version as its text and its number):",
         *(_row(dict(r)) for r in table["sample"]),
@@ -252,6 +270,23 @@ def duplicates_sentence(run: DemoRun) -> str:
         f"{crashed.rejects:,} rejects were stored again, once each. The {repeats:,} events "
         "sent again as new messages have MessageIds of their own: each is a row of its own "
         "(the table keeps one row per message; analysts count those)."
+    )
+
+
+def envelopes_sentence(run: DemoRun) -> str:
+    """The SNS notifications: how many, how they were keyed and dated, and the one
+    delivered twice, in numbers a person can check against the table."""
+    wrapped = [e.sns_id for e in run.events if e.sns_id]
+    if not wrapped:
+        return ""
+    twice = len(wrapped) - len(set(wrapped))
+    return (
+        f"Envelopes: {len(wrapped):,} messages were SNS notifications around the event; "
+        "INGESTOR_ENVELOPE=auto took each event out, keyed it by its SNS MessageId "
+        "(sns:<MessageId>) and dated it by the notification's Timestamp. "
+        f"{twice:,} notification was delivered twice, as two SQS messages with one SNS "
+        f"MessageId: those {len(wrapped):,} messages are {run.table['sns_keys']:,} rows and "
+        "rejects, and every copy was deleted."
     )
 
 

@@ -1,9 +1,12 @@
 """Synthetic login events with the quirks of real traffic (PRODUCT.md section 2), from a
 fixed seed: null locales, odd versions, IPv6 and IPv4-mapped addresses, repeated devices
-and addresses, the same event sent twice, and junk. For the demo, tests and benchmarks."""
+and addresses, the same event sent twice, and junk; on request, some published through
+SNS (the SQS body an SNS notification around the event), one of them delivered twice.
+For the demo, tests and benchmarks."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import uuid
 from collections.abc import Callable
@@ -21,6 +24,7 @@ class SyntheticEvent:
     body: str
     valid: bool
     kind: str  # "valid", "repeat" (same event sent again as a new message), or a junk name
+    sns_id: str | None = None  # the SNS MessageId, when the body is an SNS notification
 
 
 class EventFactory:
@@ -85,9 +89,48 @@ _JUNK: dict[str, Callable[[EventFactory], str]] = {
 
 
 def generate(
-    count: int, seed: int, junk_rate: float = 0.05, repeat_rate: float = 0.02
+    count: int,
+    seed: int,
+    junk_rate: float = 0.05,
+    repeat_rate: float = 0.02,
+    sns_rate: float = 0.0,
 ) -> list[SyntheticEvent]:
-    """`count` events: mostly valid, about `junk_rate` junk and `repeat_rate` repeats."""
+    """`count` events: mostly valid, about `junk_rate` junk and `repeat_rate` repeats.
+    With `sns_rate`, about that share are SNS notifications around the event, and the
+    first two are one notification delivered twice (the same SNS MessageId)."""
+    events = _events(count, seed, junk_rate, repeat_rate)
+    if sns_rate <= 0 or count < 2:
+        return events
+    rng = random.Random(seed + 2)  # another stream: the events are those of sns_rate=0
+    published = dt.datetime.now(dt.UTC)
+    wrapped = [
+        sns_wrapped(event, rng, published) if i == 0 or rng.random() < sns_rate else event
+        for i, event in enumerate(events)
+    ]
+    return [wrapped[0], wrapped[0], *wrapped[2:]]
+
+
+def sns_wrapped(
+    event: SyntheticEvent, rng: random.Random, published: dt.datetime
+) -> SyntheticEvent:
+    """`event` as SNS delivers it to an SQS subscriber (raw message delivery off)."""
+    sns_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    topic = "arn:aws:sns:us-east-1:000000000000:logins"
+    notification = {
+        "Type": "Notification",
+        "MessageId": sns_id,
+        "TopicArn": topic,
+        "Message": event.body,
+        "Timestamp": published.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "SignatureVersion": "1",
+        "Signature": "ZGVtbw==",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-demo.pem",
+        "UnsubscribeURL": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic}:demo",
+    }
+    return SyntheticEvent(orjson.dumps(notification).decode(), event.valid, event.kind, sns_id)
+
+
+def _events(count: int, seed: int, junk_rate: float, repeat_rate: float) -> list[SyntheticEvent]:
     factory = EventFactory(seed)
     rng = random.Random(seed + 1)
     events: list[SyntheticEvent] = []

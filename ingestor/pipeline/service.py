@@ -108,7 +108,7 @@ async def _run_pipeline(
         hooks = HookChain(hooks, VaultMemory(masker))
     async with open_pool(settings, hooks) as pool:
         sink = PostgresSink(pool, ErasureLedger(masker))
-        pipeline = Pipeline(queue, sink, Transformer(masker), config, hooks)
+        pipeline = Pipeline(queue, sink, Transformer(masker, settings.envelope), config, hooks)
         telemetry.attach(pipeline, queue, pool)
         erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
         async with _beside(erasures):

@@ -42,6 +42,13 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 
+# Dropped after its migration ran: migrate does not run a migration twice.
+MISSING_FUNCTION = (
+    "function ingestor_app_version_text(integer) is missing (analysts' queries use it): "
+    "run the SQL of migration 0009_app_version_text again (it creates only that function)"
+)
+
+
 async def migrate(connection: Any) -> list[str]:
     """Apply the migrations not yet applied; return their names. When none is pending it
     runs no DDL and takes no lock, so a user with only DML grants can start the service
@@ -78,6 +85,8 @@ async def schema_problems(connection: Any) -> list[str]:
             problems.extend(_column_problems(table, {r["name"]: r["type"] for r in rows}, expected))
         if not pending and not await connection.fetchval(query("unique_message_id")):
             problems.append("user_logins has no unique index on message_id (run: ingestor migrate)")
+        if not pending and not await connection.fetchval(query("app_version_function")):
+            problems.append(MISSING_FUNCTION)
     return problems
 
 

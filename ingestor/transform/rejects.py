@@ -11,6 +11,13 @@ value's JSON type and size, never the value: an unknown key may hold an address 
 text, in a nested object or inside a JSON string, and no search finds them all. Any other
 body (not UTF-8, not JSON, not an object) keeps only its kind, size and keyed digest.
 
+A body wrapped by SNS or EventBridge (`unwrap.py`) is kept as the event inside it, by
+the same rules, with the wrapper described under `#envelope`: its format, the fields
+known to be safe as sent (its UUID id, its time, constants such as `"Type":
+"Notification"`) and of every other field (`TopicArn`, `Subject`, `MessageAttributes`,
+`source`...) only the name, type and size, as for any unknown key. So the tokens and the
+user_id stay at the top, where erasure and key rotation find them.
+
 With the vault on, every reject also keeps its original body sealed to the vault key, so
 nothing is lost and `rejects replay` can load it after a rule fix. A reject whose body
 has a user_id carries its keyed digest, by which `forget --user-id` finds it.
@@ -28,6 +35,7 @@ from ingestor.models import Envelope, Rejection
 from ingestor.ports import Masker
 from ingestor.table import USER_LOGINS, PiiField, Table
 from ingestor.transform.rules import json_kind, passes_rule
+from ingestor.transform.unwrap import Opened, Wrapper
 
 LOGIN_FIELDS = ("user_id", "device_type", "locale", "app_version")
 MAX_OTHER_KEYS = 64  # described one by one; the rest are counted under "#more"
@@ -51,20 +59,22 @@ def reject(
     parsed: dict[str, Any] | None = None,
     body_kind: str = "object",
     table: Table = USER_LOGINS,
+    opened: Opened | None = None,
 ) -> Rejection:
-    """A rejection for `envelope`; `parsed` is its JSON object body when it has one."""
+    """A rejection for `envelope`; `parsed` is its JSON object body when it has one, and
+    `opened` what its wrapper gave, when it has one."""
     raw = as_bytes(envelope.body)
     tokens: list[str] = []
-    body = None
-    if parsed is not None:
-        body = orjson.dumps(allowed(parsed, masker, tokens, table)).decode()
+    event = parsed if opened is None else opened.event
+    body = None if parsed is None else orjson.dumps(_kept(parsed, opened, masker, tokens, table))
     sealed = masker.seal_body(raw)
-    user_id = None if parsed is None else user_id_text(parsed.get("user_id"))
+    user_id = None if event is None else user_id_text(event.get("user_id"))
+    key = opened.key if opened is not None and opened.key is not None else envelope.message_id
     return Rejection(
-        message_id=envelope.message_id,
+        message_id=key,
         reason_code=code,
         reason=reason,
-        body=body,
+        body=None if body is None else body.decode(),
         body_kind=body_kind,
         body_bytes=len(raw),
         body_digest=masker.digest_body(raw),
@@ -85,6 +95,40 @@ def user_id_text(value: Any) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return orjson.dumps(value).decode()
     return None
+
+
+def _kept(
+    parsed: dict[str, Any],
+    opened: Opened | None,
+    masker: Masker,
+    tokens: list[str],
+    table: Table = USER_LOGINS,
+) -> dict[str, Any]:
+    """What a reject keeps of a JSON object body: the event's allowed fields, and its
+    wrapper described under `#envelope`."""
+    if opened is None:
+        return allowed(parsed, masker, tokens, table)
+    kept = {} if opened.event is None else allowed(opened.event, masker, tokens, table)
+    if opened.wrapper is not None:
+        kept["#envelope"] = wrapper_kept(opened.wrapper, parsed)
+    return kept
+
+
+def wrapper_kept(wrapper: Wrapper, body: dict[str, Any]) -> dict[str, Any]:
+    """A wrapper's own fields: those known to be safe as sent, the rest (the event's
+    field included: the event is kept beside it) by name, type and size."""
+    kept: dict[str, Any] = {"#format": wrapper.name}
+    others = 0
+    for position, (key, value) in enumerate(body.items(), 1):
+        safe = wrapper.safe.get(key)
+        if safe is not None and safe(value):
+            kept[key] = value
+        elif others < MAX_OTHER_KEYS:
+            others += 1
+            kept.update([_other(key, value, position)])
+    if len(body) + 1 > len(kept):
+        kept["#more"] = {"type": "keys", "size": len(body) + 1 - len(kept)}
+    return kept
 
 
 def allowed(

@@ -18,6 +18,7 @@ DEVICE_TYPE_MAX = 32
 LOCALE_MAX = 32
 DEVICE_ID_MAX = 256
 IP_MAX = 64  # the longest IPv6 text with a zone id fits; anything longer is not an address
+APP_VERSION_MAX = 999_999_999  # "999.999.999"
 
 _VERSION = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,3}))?(?:\.([0-9]{1,3}))?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -57,7 +58,11 @@ def app_version_number(text: str) -> int:
 
 def app_version_text(number: int) -> str:
     """2003000 -> '2.3.0': the canonical spelling of a stored version ('2.00' and '2' were
-    one version, 2000000, and read back as '2.0.0')."""
+    one version, 2000000, and read back as '2.0.0'). Raises ValueError for a number no
+    version gives (negative, or past 999.999.999). The database's twin, for analysts, is
+    the SQL function ingestor_app_version_text (migration 0009), NULL for those."""
+    if not 0 <= number <= APP_VERSION_MAX:
+        raise ValueError(f"{number} is not a stored app_version (0 to {APP_VERSION_MAX})")
     return f"{number // 1_000_000}.{number // 1_000 % 1_000}.{number % 1_000}"
 
 

@@ -1,7 +1,9 @@
-"""The transform stage's work for one message: parse, validate, map, mask.
+"""The transform stage's work for one message: parse, unwrap, validate, map, mask.
 
 `Transformer.process` never raises: every body, however broken, becomes either a
-`LoginRow` or a `Rejection` with a reason (PRODUCT.md rules 4 and 7).
+`LoginRow` or a `Rejection` with a reason (PRODUCT.md rules 4 and 7). A body wrapped by
+SNS or EventBridge (`unwrap.py`) gives the event, the key and the date; a raw body is
+the event, keyed by its SQS MessageId and dated by its SentTimestamp.
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ from typing import Any
 
 import orjson
 
-from ingestor.models import Envelope, LoginRow, Processed, Rejection
+from ingestor.models import Envelope, LoginRow, Processed, Rejection, Wrapping
 from ingestor.ports import Masker
 from ingestor.transform.rejects import reject
 from ingestor.transform.rules import Invalid, create_date, json_kind, validate
+from ingestor.transform.unwrap import opener
 
 
 class Transformer:
-    """Turns envelopes into rows or rejections under one masker. Each `Processed` also
-    carries the vault entries its message made (none without a vault)."""
+    """Turns envelopes into rows or rejections under one masker, unwrapping the events
+    that arrive in an SNS or EventBridge envelope as `wrapping` says. Each `Processed`
+    also carries the vault entries its message made (none without a vault)."""
 
-    __slots__ = ("_mask_device_id", "_mask_ip", "_masker", "_take", "digest")
+    __slots__ = ("_mask_device_id", "_mask_ip", "_masker", "_open", "_take", "digest")
 
-    def __init__(self, masker: Masker) -> None:
+    def __init__(self, masker: Masker, wrapping: Wrapping = "auto") -> None:
         self._masker = masker
         self.digest = masker.digest_body
         self._take = masker.take
@@ -30,6 +34,7 @@ class Transformer:
         # functions fetched once, for the hot path.
         self._mask_ip = masker.masking("ip")
         self._mask_device_id = masker.masking("device_id")
+        self._open = opener(wrapping)
 
     def process(self, envelope: Envelope) -> Processed:
         try:
@@ -39,7 +44,7 @@ class Transformer:
         except Exception as bug:  # a bug must not cost the batch; keep the message as a reject
             outcome = self._internal_error(envelope, bug)
         return Processed(
-            envelope.message_id,
+            outcome.message_id,  # the envelope's key, when the event came in one
             envelope.receipt_handle,
             outcome,
             envelope.sent_timestamp_ms,
@@ -49,16 +54,19 @@ class Transformer:
 
     def _row(self, envelope: Envelope) -> LoginRow:
         event = _parse(envelope.body)
+        key, day = envelope.message_id, None
+        if self._open is not None and (opened := self._open(event)) is not None:
+            event, key, day = opened.unwrapped()
         fields = validate(event)
         return LoginRow(
-            envelope.message_id,
+            key,
             fields.user_id,
             fields.device_type,
             None if fields.ip is None else self._mask_ip(fields.ip),
             None if fields.device_id is None else self._mask_device_id(fields.device_id),
             fields.locale,
             fields.app_version,
-            create_date(envelope.sent_timestamp_ms),
+            create_date(envelope.sent_timestamp_ms) if day is None else day,
         )
 
     def _reject(self, envelope: Envelope, problem: Invalid) -> Rejection:
@@ -76,8 +84,11 @@ class Transformer:
             return reject(
                 envelope, self._masker, problem.code, problem.reason, body_kind=problem.kind
             )
-        event = _parse(envelope.body)  # parsed again only on this rare path
-        return reject(envelope, self._masker, problem.code, problem.reason, parsed=event)
+        body = _parse(envelope.body)  # parsed (and unwrapped) again only on this rare path
+        opened = None if self._open is None else self._open(body)
+        return reject(
+            envelope, self._masker, problem.code, problem.reason, parsed=body, opened=opened
+        )
 
 
 class _NotAnObject(Invalid):

@@ -61,6 +61,14 @@ def test_demo_runs_on_embedded_servers_and_prints_its_summary() -> None:
     assert replaced is not None
     assert tied is not None
     assert tied[1] == tied[2] == replaced[1]
+    # The SNS notifications: counted as seeded, and the one delivered twice is one row
+    seeded = re.search(r"([\d,]+) in all as SNS notifications", words)
+    wrapped = re.search(r"those ([\d,]+) messages are ([\d,]+) rows and rejects", words)
+    assert seeded is not None
+    assert wrapped is not None
+    assert seeded[1] == wrapped[1]
+    assert int(wrapped[2].replace(",", "")) == int(wrapped[1].replace(",", "")) - 1
+    assert "1 notification was delivered twice, as two SQS messages with one SNS" in words
     # Rows show versions as their text and their number
     assert "Five rows of user_logins" in out
     assert re.search(r" \d+\.\d+\.\d+ \(\d+\) ", out)

@@ -4,13 +4,15 @@ user_logins table (it adds, never drops or retypes)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 
 import asyncpg
 import pytest
 
 from ingestor.sink.queries import migrations, query
-from ingestor.sink.schema import migrate, schema_problems
+from ingestor.sink.schema import MISSING_FUNCTION, migrate, schema_problems
+from ingestor.transform.rules import app_version_number, app_version_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -129,3 +131,44 @@ async def test_upgrading_lists_the_tokens_of_rejects_stored_before_the_vault(
         assert sorted(tokens) == [ip_token, device_token]
     finally:
         await connection.close()
+
+
+async def test_the_version_function_spells_versions_as_the_python_twin(
+    db: asyncpg.Connection,
+) -> None:
+    # Every version of the first thousands and of the last, a spread between, and the
+    # numbers no version gives: the SQL function and the Python twin agree on each
+    spread = random.Random(9).sample(range(1_000_000_000), 20_000)
+    edges = [-(2**31), -1_000_000, -1, 999_999_999, 1_000_000_000, 2**31 - 1]
+    values = [*range(0, 5_000), *range(999_995_000, 1_000_000_000), *spread, *edges]
+    spelled = await db.fetch(
+        "SELECT v, ingestor_app_version_text(v) AS text FROM unnest($1::integer[]) AS v", values
+    )
+    assert len(spelled) == len(values)
+    for row in spelled:
+        assert row["text"] == _python_text(row["v"]), row["v"]
+    # NULL is NULL, and every way of writing a version reads back as one spelling
+    assert await db.fetchval("SELECT ingestor_app_version_text(NULL)") is None
+    for sent in ("2.00", "2.0", "2", "2.0.0"):
+        number = app_version_number(sent)
+        assert await db.fetchval("SELECT ingestor_app_version_text($1)", number) == "2.0.0"
+    assert await db.fetchval("SELECT ingestor_app_version_text(96000)") == "0.96.0"
+    # IMMUTABLE: usable in an index on the table
+    await db.execute("CREATE INDEX ON user_logins (ingestor_app_version_text(app_version))")
+
+
+def _python_text(number: int) -> str | None:
+    try:
+        return app_version_text(number)
+    except ValueError:
+        return None
+
+
+async def test_check_reports_a_dropped_version_function(db: asyncpg.Connection) -> None:
+    assert await schema_problems(db) == []
+    await db.execute("DROP FUNCTION ingestor_app_version_text(integer)")
+    assert await schema_problems(db) == [MISSING_FUNCTION]
+    # The migration's own SQL puts it back, as the message says
+    (sql,) = [sql for name, sql in migrations() if name == "0009_app_version_text"]
+    await db.execute(sql)
+    assert await schema_problems(db) == []

@@ -14,11 +14,13 @@ from ingestor.observe.hooks import Stats
 from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
 from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer
+from tests.envelopes import sns
 from tests.fakes import FakeQueue, FakeSink, envelopes
 from tests.waiting import wait_until
 
 TRANSFORMER = Transformer(HmacMasker(b"p" * 32))
 GOOD = orjson.dumps({"user_id": "u", "ip": "10.0.0.1"}).decode()
+SNS_ID = "63a3f6b6-d533-4a47-aef9-fcf5cf758c76"
 
 
 def pipeline(queue: FakeQueue, sink: object, **config: object) -> tuple[Pipeline, Stats]:
@@ -177,3 +179,25 @@ async def test_a_poll_answered_after_a_failure_has_its_messages_handed_back() ->
     late = [f"h{i}" for i in range(1000, 1010)]
     assert {queue.visibility.get(handle) for handle in late} == {0}
     assert queue.deleted == []
+
+
+async def test_copies_of_one_sns_notification_are_one_row_and_every_copy_is_deleted() -> None:
+    # Given one event sent raw, and published to SNS and delivered twice in one receive
+    notification = sns({"user_id": "u", "ip": "10.0.0.1"}, SNS_ID)
+    queue = FakeQueue(envelopes([GOOD, notification, notification]))
+    sink = FakeSink()  # refuses a write holding one message id twice
+    runner, stats = pipeline(queue, sink, drain=True)
+    # When the pipeline drains it
+    await asyncio.wait_for(runner.run(asyncio.Event()), 5)
+    # Then the SNS event is one row under its SNS key, and all three messages are deleted
+    assert set(sink.rows) == {"m0", f"sns:{SNS_ID}"}
+    assert sorted(queue.deleted) == ["h0", "h1", "h2"]
+    assert (stats.received, stats.loaded, stats.rejected) == (3, 2, 0)
+    # When SNS delivers it once more, in a later batch
+    queue.pending.extend(envelopes([notification], start=3))
+    runner, stats = pipeline(queue, sink, drain=True)
+    await asyncio.wait_for(runner.run(asyncio.Event()), 5)
+    # Then it replaces its row, and is deleted
+    assert (stats.inserted, stats.replaced) == (0, 1)
+    assert set(sink.rows) == {"m0", f"sns:{SNS_ID}"}
+    assert sorted(queue.deleted) == ["h0", "h1", "h2", "h3"]

@@ -5,8 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ingestor.transform.rules import Invalid, app_version_number, create_date, validate
+from ingestor.transform.rules import (
+    Invalid,
+    app_version_number,
+    app_version_text,
+    create_date,
+    validate,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +59,22 @@ def test_app_version_rejects_other_forms(text: str) -> None:
 def test_app_version_keeps_version_order() -> None:
     ordered = ["0.9.6", "0.96", "1", "1.0.1", "1.2", "2.3.0", "2.10", "10.0.0"]
     assert sorted(ordered, key=app_version_number) == ordered
+
+
+@given(st.lists(st.integers(0, 999), min_size=1, max_size=3))
+def test_a_version_reads_back_as_its_canonical_spelling(groups: list[int]) -> None:
+    sent = ".".join(str(group) for group in groups)
+    canonical = ".".join(str(group) for group in [*groups, 0, 0][:3])
+    assert app_version_text(app_version_number(sent)) == canonical
+    assert app_version_number(app_version_text(app_version_number(sent))) == app_version_number(
+        sent
+    )
+
+
+@pytest.mark.parametrize("number", [-1, -1_000_000, 1_000_000_000, 2**31 - 1])
+def test_a_number_no_version_gives_has_no_spelling(number: int) -> None:
+    with pytest.raises(ValueError, match="not a stored app_version"):
+        app_version_text(number)
 
 
 def test_create_date_is_the_utc_date_of_sent_timestamp() -> None:

@@ -28,6 +28,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None
         ("INGESTOR_RECEIVERS", "0", "greater than or equal to 1"),
         ("INGESTOR_BATCH_SIZE", "many", "valid integer"),
         ("INGESTOR_LOG_FORMAT", "xml", "text"),
+        ("INGESTOR_ENVELOPE", "kinesis", "'auto', 'none', 'sns' or 'eventbridge'"),
         ("INGESTOR_METRICS_PORT", "70000", "less than or equal to 65535"),
         ("INGESTOR_METRICS_PORT", "-1", "greater than or equal to 0"),
         ("INGESTOR_METRICS_HOST", "http://0.0.0.0", "IP address or a host name"),
@@ -46,6 +47,18 @@ def test_a_bad_value_names_its_variable(
     assert "\n" not in str(raised.value)
     if variable == "INGESTOR_HMAC_KEY":
         assert value not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "wrapping"),
+    [(None, "auto"), ("none", "none"), ("SNS", "sns"), (" EventBridge", "eventbridge")],
+)
+def test_the_envelope_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, wrapping: str
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("INGESTOR_ENVELOPE", value)
+    assert load_settings().envelope == wrapping
 
 
 def test_required_settings_are_named_when_missing() -> None:

@@ -3,15 +3,21 @@ steady state (from the first receive to the last delete, the process's own CPU),
 profile of the same run; plus the SigV4 signing micro-benchmark (botocore's SigV4Auth vs
 the direct client's signer). Issue 16, item 2: the SQS side's CPU per message.
 
-    python -m benchmarks.sqs_cpu cpu [--messages 40000] [--runs 3]
+    python -m benchmarks.sqs_cpu cpu [--messages 40000] [--runs 3] [--code CHECKOUT]
     python -m benchmarks.sqs_cpu profile [--messages 40000] [--out DIR] [--rate 250]
     python -m benchmarks.sqs_cpu signing [--requests 20000]
 
+`cpu --code CHECKOUT` runs another revision's service too, alternating with this one's,
+for a before/after on the same machine at the same time (a checkout of the other
+revision: `git worktree add --detach /tmp/base REV`, or `git archive REV | tar -x -C
+/tmp/base`); the service is this file, run with `ingestor` and `benchmarks` of CHECKOUT.
+
 `profile` runs the service under py-spy (pip install py-spy; the dev extra has it),
-writes DIR/profile.txt (collapsed stacks) and DIR/profile.speedscope.json, and prints the
-top self-time and cumulative entries, those of ingestor/source/ listed apart. Each run
-fills a queue of its own, in a PostgreSQL and fauxqs of its own (started and stopped
-here); the service runs in a process of its own (`service`, below).
+writes DIR/profile.txt (collapsed stacks) and DIR/profile.speedscope.json, then once more
+under an in-process sampler of CPU time (DIR/cpu.txt, see `CpuSampler`: py-spy samples
+wall time), and prints each one's top self-time and cumulative entries, those of
+ingestor/source/ listed apart. Each run fills a queue of its own, in a PostgreSQL and
+fauxqs of its own (started and stopped here); the service runs in a process of its own.
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ from ingestor.cli.runtime import run_async
 from ingestor.demo.embedded import embedded_postgres
 from ingestor.pipeline.service import run_service
 from ingestor.settings import load_settings
-from ingestor.source.sigv4 import Signer
-from ingestor.source.sqs_wire import _STATIC_HEADERS
+
+SCRIPT = Path(__file__).resolve()
 
 
 class SteadyClock(Clock):
@@ -125,12 +131,15 @@ async def one_run(
     messages: int,
     wrap: list[str] | None = None,
     extra: list[str] | None = None,
+    code: Path = e2e.ROOT,
 ) -> dict[str, Any]:
+    """One drain of a queue of `messages`, by the service of the checkout `code`."""
     url = await e2e.fill_queue(endpoint, messages)
     await e2e.fresh_tables(dsn)
-    module = [sys.executable, "-m", "benchmarks.sqs_cpu", "service", *(extra or [])]
-    command = [*(wrap or []), *module]
-    result = await run_json(command, e2e.ingestor_env(endpoint, url, dsn))
+    # This file by its path; `ingestor` and `benchmarks` from `code` (first on the path).
+    script = [sys.executable, str(SCRIPT), "service", *(extra or [])]
+    env = {**e2e.ingestor_env(endpoint, url, dsn), "PYTHONPATH": str(code)}
+    result = await run_json([*(wrap or []), *script], env, code)
     rows, distinct, rejects = await e2e.table_counts(dsn)
     assert rows == distinct, "doubled"
     assert rows + rejects == messages, "lost"
@@ -138,10 +147,10 @@ async def one_run(
     return result
 
 
-async def run_json(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+async def run_json(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     """The service's JSON line (py-spy prints its own lines after it)."""
     process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=asyncio.subprocess.PIPE, cwd=str(e2e.ROOT)
+        *command, env=env, stdout=asyncio.subprocess.PIPE, cwd=str(cwd)
     )
     out, _ = await process.communicate()
     lines = [line for line in out.decode().splitlines() if line.startswith("{")]
@@ -151,35 +160,41 @@ async def run_json(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-async def cpu(endpoint: str, dsn: str, messages: int, runs: int) -> None:
-    results = []
+async def cpu(endpoint: str, dsn: str, messages: int, runs: int, other: Path | None) -> None:
+    """`runs` drains by this checkout's service; with `other`, as many by that checkout's,
+    alternating (this, other, this, ...), so that both see the same machine."""
+    codes = {"this checkout": e2e.ROOT, **({f"{other}": other} if other else {})}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in codes}
     for _ in range(runs):
-        result = await one_run(endpoint, dsn, messages)
+        for name, code in codes.items():
+            result = await one_run(endpoint, dsn, messages, code=code)
+            print(
+                f"  {name}: {result['messages']:,} messages, {result['rate']:,.0f} msg/s, "
+                f"{result['cpu_seconds']:.2f} CPU s ({result['system_seconds']:.2f} system), "
+                f"{result['cpu_per_10k']:.3f} CPU s per 10,000",
+                flush=True,
+            )
+            results[name].append(result)
+    for name, done in results.items():
+        per_10k = [r["cpu_per_10k"] for r in done]
+        rates = [r["rate"] for r in done]
         print(
-            f"  {result['messages']:,} messages, {result['rate']:,.0f} msg/s, "
-            f"{result['cpu_seconds']:.2f} CPU s ({result['system_seconds']:.2f} system), "
-            f"{result['cpu_per_10k']:.3f} CPU s per 10,000",
-            flush=True,
+            f"{name}: CPU s per 10,000 messages: median {statistics.median(per_10k):.3f} "
+            f"(min {min(per_10k):.3f}, max {max(per_10k):.3f}; runs "
+            f"{', '.join(f'{v:.3f}' for v in per_10k)}); "
+            f"rate median {statistics.median(rates):,.0f} msg/s"
         )
-        results.append(result)
-    per_10k = [r["cpu_per_10k"] for r in results]
-    rates = [r["rate"] for r in results]
-    print(
-        f"CPU s per 10,000 messages: median {statistics.median(per_10k):.3f} "
-        f"(min {min(per_10k):.3f}, max {max(per_10k):.3f}); "
-        f"rate median {statistics.median(rates):,.0f} msg/s"
-    )
 
 
-async def profile(endpoint: str, dsn: str, messages: int, out: Path, rate: int) -> None:
+async def profile(endpoint: str, dsn: str, messages: int, out: Path, rate: int, code: Path) -> None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before the runs
     for form, name in (("raw", "profile.txt"), ("speedscope", "profile.speedscope.json")):
         wrap = [spy, "record", "--rate", str(rate), "--format", form, "-o", str(out / name)]
-        result = await one_run(endpoint, dsn, messages, [*wrap, "--"])
+        result = await one_run(endpoint, dsn, messages, [*wrap, "--"], code=code)
         print(f"  py-spy {form}: {result['cpu_per_10k']:.3f} CPU s per 10,000 (under py-spy)")
     sampled = ["--sample", str(out / "cpu.txt"), "--rate", str(rate)]
-    result = await one_run(endpoint, dsn, messages, extra=sampled)
+    result = await one_run(endpoint, dsn, messages, extra=sampled, code=code)
     print(f"  CPU sampler: {result['cpu_per_10k']:.3f} CPU s per 10,000 (sampled)")
     print("\n== py-spy (wall time of active threads) ==")
     print_top(out / "profile.txt")
@@ -191,9 +206,11 @@ def frame_name(frame: str) -> str:
     """'function (path/to/module.py:line)' -> 'function (module path)', line dropped."""
     function, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/wt-signer16/", "/lib/python3"):
+    for marker in ("site-packages/", "/lib/python3.", "/ingestor/", "/benchmarks/"):
         if marker in path:
-            path = path.split(marker, 1)[1]
+            tail = path.partition(marker)[2]
+            path = tail if marker.startswith(("site", "/lib")) else marker[1:] + tail
+            break
     return f"{function} ({path})"
 
 
@@ -228,6 +245,10 @@ def signing(requests: int) -> None:
     """µs per request: botocore's SigV4Auth as the wire client used it before (an
     AWSRequest per call), vs `sigv4.Signer`; a receive's body and a delete's of 10
     receipt handles, with a session token. Best of 5."""
+    # Here, not at the top: `service` may run in a checkout from before the signer.
+    from ingestor.source.sigv4 import Signer  # noqa: PLC0415
+    from ingestor.source.sqs_wire import _STATIC_HEADERS  # noqa: PLC0415
+
     url, region = "https://sqs.eu-west-1.amazonaws.com/", "eu-west-1"
     queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/logins"
     handles = [f"AQEB{i:04d}" + "x+y/z=" * 60 for i in range(10)]
@@ -262,6 +283,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--sample", type=Path, help="(service) sample CPU time into this file")
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="(cpu) another checkout (git worktree or archive) whose service runs too, "
+        "alternating with this one's; (profile) the checkout to profile",
+    )
     args = parser.parse_args()
     if args.what == "service":
         return service(args.sample, args.rate)
@@ -271,9 +298,10 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     with embedded_postgres() as dsn, fauxqs_server() as endpoint:
         if args.what == "cpu":
-            run_async(cpu(endpoint, dsn, args.messages, args.runs))
+            run_async(cpu(endpoint, dsn, args.messages, args.runs, args.code))
         else:
-            run_async(profile(endpoint, dsn, args.messages, args.out, args.rate))
+            code = args.code or e2e.ROOT
+            run_async(profile(endpoint, dsn, args.messages, args.out, args.rate, code))
     return None
 
 

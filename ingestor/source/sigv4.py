@@ -2,13 +2,13 @@
 byte, without its per-request machinery.
 
 Why: botocore builds an `AWSRequest`, splits the URL, sorts and trims every header, and
-derives the signing key (four HMACs) for each request: 15% of the service's CPU in a
-profile of a drain. The direct client sends one shape only (a POST of a JSON body to one
-endpoint, the same headers but the target), so what does not change is worked out once:
-the path, query and host from the endpoint; and, per date and credentials, the signing
-key, the credential scope and the canonical headers around the two that vary (the time
-and the target). A request then costs a SHA-256 of its body, one of its canonical request
-and one HMAC.
+derives the signing key (four HMACs) for each request: 52 µs a request, 28% of the
+service's CPU time draining a queue. The direct client sends one shape only (a POST of a
+JSON body to one endpoint, the same headers but the target), so what does not change is
+worked out once: the path, query and host from the endpoint; and, per date and
+credentials, the signing key, the credential scope and the canonical headers around the
+two that vary (the time and the target). A request then costs a SHA-256 of its body, one
+of its canonical request and one HMAC: 6 µs.
 
 Credentials are passed with each request, as `aws.Credentials.frozen` returns them
 (refreshed by botocore when due): a signature is never made with credentials other than

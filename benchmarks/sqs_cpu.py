@@ -4,7 +4,7 @@ profile of the same run; plus the SigV4 signing micro-benchmark (botocore's SigV
 the direct client's signer). Issue 16, item 2: the SQS side's CPU per message.
 
     python -m benchmarks.sqs_cpu cpu [--messages 40000] [--runs 3] [--code CHECKOUT]
-    python -m benchmarks.sqs_cpu profile [--messages 40000] [--out DIR] [--rate 250]
+    python -m benchmarks.sqs_cpu profile [--messages 40000] [--out DIR] [--rate 250] [--code ...]
     python -m benchmarks.sqs_cpu signing [--requests 20000]
 
 `cpu --code CHECKOUT` runs another revision's service too, alternating with this one's,
@@ -33,6 +33,7 @@ import shutil
 import signal
 import statistics
 import sys
+import tempfile
 import timeit
 from pathlib import Path
 from types import FrameType
@@ -243,8 +244,8 @@ def table(title: str, rows: list[tuple[str, int]], total: int, top: int = 100) -
 
 def signing(requests: int) -> None:
     """µs per request: botocore's SigV4Auth as the wire client used it before (an
-    AWSRequest per call), vs `sigv4.Signer`; a receive's body and a delete's of 10
-    receipt handles, with a session token. Best of 5."""
+    AWSRequest per call), vs `sigv4.Signer`: a DeleteMessageBatch of 10 receipt handles,
+    with a session token. Best of 5."""
     # Here, not at the top: `service` may run in a checkout from before the signer.
     from ingestor.source.sigv4 import Signer  # noqa: PLC0415
     from ingestor.source.sqs_wire import _STATIC_HEADERS  # noqa: PLC0415
@@ -279,7 +280,7 @@ def main() -> None:
     parser.add_argument("what", choices=["cpu", "profile", "signing", "service"])
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sqs_profile"))
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sqs_profile")
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--sample", type=Path, help="(service) sample CPU time into this file")
     parser.add_argument("--requests", type=int, default=20_000)

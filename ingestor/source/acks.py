@@ -14,7 +14,7 @@ keeps one row each). A queue that refuses the call itself (gone, access denied) 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ingestor.errors import TransientError
@@ -73,22 +73,35 @@ class Acknowledger:
         self, handles: Sequence[str], call: Call, stage: str, *, deleting: bool
     ) -> SqsBatchResult:
         chunks = [handles[i : i + BATCH] for i in range(0, len(handles), BATCH)]
-        limit = asyncio.Semaphore(self._policy.concurrency)
+        results: dict[int, SqsBatchResult] = {}
+        backoff, hooks = self._policy.backoff, self._hooks
 
-        async def bounded(chunk: Sequence[str]) -> SqsBatchResult:
-            async with limit:
-                return await _Chunk(chunk, call, deleting).run(
-                    self._policy.backoff, stage, self._hooks
-                )
+        refused = False
 
+        async def worker(next_chunks: Iterator[tuple[int, Sequence[str]]]) -> None:
+            # The chunks in order, each taken by one worker: at most `concurrency` calls
+            # at once, with a task per worker rather than per chunk (a delete of 2,000
+            # handles is 200 chunks). After a refusal no worker starts another call.
+            nonlocal refused
+            for index, chunk in next_chunks:
+                if refused:
+                    return
+                try:
+                    results[index] = await _Chunk(chunk, call, deleting).run(backoff, stage, hooks)
+                except BaseException:
+                    refused = True
+                    raise
+
+        shared = iter(enumerate(chunks))
         try:  # a refusal of the call itself (the queue is gone) stops the other chunks too
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(bounded(chunk)) for chunk in chunks]
+                for _ in range(min(self._policy.concurrency, len(chunks))):
+                    group.create_task(worker(shared))
         except ExceptionGroup as failures:
             raise failures.exceptions[0] from None  # already one of ours: a QueueError
-        results = [task.result() for task in tasks]
+        ordered = [results[i] for i in range(len(chunks))]  # failures in the handles' order
         return SqsBatchResult(
-            sum(r.succeeded for r in results), tuple(f for r in results for f in r.failed)
+            sum(r.succeeded for r in ordered), tuple(f for r in ordered for f in r.failed)
         )
 
 

@@ -32,7 +32,7 @@ from ingestor.models import Processed, VaultEntry
 from ingestor.ports import Hooks
 from ingestor.table import USER_LOGINS, Table, UnknownField
 from ingestor.terminal import printable
-from ingestor.transform.masking import HmacMasker, Mask, mask_key_id
+from ingestor.transform.masking import ByName, HmacMasker, Mask, mask_key_id
 
 
 class SealedError(PermanentError):
@@ -113,7 +113,7 @@ class Sealer:
         return crypto_box_seal(plaintext, self.public_key)
 
 
-class VaultingMasker:
+class VaultingMasker(ByName):
     """A `Masker` that also seals each value whose token is not known to be vaulted.
 
     The transform calls `take()` after each message for the entries that message made;
@@ -148,14 +148,6 @@ class VaultingMasker:
             return vaulted(field, mask(value), value)
 
         return masked
-
-    def mask_ip(self, canonical_ip: str) -> str:
-        """`masking("ip")` by name, for callers that mean that field."""
-        return self.masking("ip")(canonical_ip)
-
-    def mask_device_id(self, device_id: str) -> str:
-        """`masking("device_id")` by name, for callers that mean that field."""
-        return self.masking("device_id")(device_id)
 
     def digest_body(self, body: bytes) -> str:
         return self._masker.digest_body(body)

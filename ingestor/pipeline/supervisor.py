@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from ingestor.ports import Hooks, QueueClient, Sink
 from ingestor.sink.isolation import Breaker
 from ingestor.source.acks import DEFAULT_POLICY, Acknowledger, AckPolicy
 from ingestor.source.drain import DrainWatch
-from ingestor.source.leases import InFlight, hand_back, heartbeat
+from ingestor.source.leases import InFlight, LeaseTerms, hand_back, heartbeat
 from ingestor.source.receiver import POLL_GRACE, Receiver
 from ingestor.transform.transformer import Transformer
 
@@ -48,6 +47,10 @@ class PipelineConfig:
         """Extend visibility three times per timeout: two heartbeats may fail in a row
         before SQS would show a held message to another consumer."""
         return max(0.5, self.visibility_timeout / 3)
+
+    @property
+    def lease_terms(self) -> LeaseTerms:
+        return LeaseTerms(self.heartbeat_interval, self.visibility_timeout, self.max_hold_seconds)
 
     @property
     def queue_bound(self) -> int:
@@ -110,7 +113,8 @@ class Pipeline:
         received is committed and deleted. Raises a PermanentError that stopped it."""
         self._hooks.on_state("running")
         receivers, tasks = self._start(stop)
-        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        beat = heartbeat(self.inflight, self.acks, self._hooks, self._config.lease_terms)
+        heartbeat_task = asyncio.create_task(beat, name="heartbeat")
         failure: BaseException | None = None
         try:
             await self._supervise(tasks, stop)
@@ -119,9 +123,9 @@ class Pipeline:
             raise
         finally:
             await self._end_receiving(receivers)
-            for task in [*tasks, heartbeat]:
+            for task in [*tasks, heartbeat_task]:
                 task.cancel()
-            await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
+            await asyncio.gather(*tasks, heartbeat_task, return_exceptions=True)
             if not isinstance(failure, QueueGone):  # a queue that is gone takes nothing back
                 await hand_back(self.inflight, self.acks, self._hooks, self._config.release_budget)
             self._hooks.on_state("stopped")
@@ -235,14 +239,3 @@ class Pipeline:
             await outbox.put([process(envelope) for envelope in envelopes])
         for _ in range(self._config.writers):
             await outbox.put(None)
-
-    def _heartbeat(self) -> Coroutine[Any, Any, None]:
-        config = self._config
-        return heartbeat(
-            self.inflight,
-            self.acks,
-            self._hooks,
-            interval=config.heartbeat_interval,
-            visibility_timeout=config.visibility_timeout,
-            max_hold_seconds=config.max_hold_seconds,
-        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from ingestor.errors import IngestorError
 from ingestor.ports import Hooks
@@ -58,31 +59,35 @@ class InFlight:
         return len(self._received_at)
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """How held messages are kept: extended every `interval` seconds to
+    `visibility_timeout`, for at most `max_hold_seconds`."""
+
+    interval: float
+    visibility_timeout: int
+    max_hold_seconds: float
+
+
 async def heartbeat(
-    inflight: InFlight,
-    acks: Acknowledger,
-    hooks: Hooks,
-    *,
-    interval: float,
-    visibility_timeout: int,
-    max_hold_seconds: float,
+    inflight: InFlight, acks: Acknowledger, hooks: Hooks, terms: LeaseTerms
 ) -> None:
     """Keep held messages invisible while they wait for a commit, so a slow flush or an
     outage does not make SQS hand them to another consumer. A message held longer than
-    `max_hold_seconds` is no longer extended: it goes back to the queue (and, after
+    `terms.max_hold_seconds` is no longer extended: it goes back to the queue (and, after
     maxReceiveCount, to the dead-letter queue) instead of being held forever. Each beat's
     calls are retried as `acks.py` says; a beat that still fails is reported and the next
     one tries again. Runs until cancelled."""
     loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(interval)
-        handles = inflight.held_since(loop.time() - max_hold_seconds)
+        await asyncio.sleep(terms.interval)
+        handles = inflight.held_since(loop.time() - terms.max_hold_seconds)
         if not handles:
             continue
         try:
-            result = await acks.change_visibility(handles, visibility_timeout)
+            result = await acks.change_visibility(handles, terms.visibility_timeout)
         except IngestorError as error:  # the queue refused the call itself
-            hooks.on_retry("heartbeat", error, 1, interval)
+            hooks.on_retry("heartbeat", error, 1, terms.interval)
             continue
         hooks.on_extended(result)
 

@@ -31,7 +31,25 @@ def mask_key_id(hmac_key: bytes) -> str:
     return "hk-" + hmac.new(hmac_key, _KEY_ID_DOMAIN, hashlib.sha256).hexdigest()[:16]
 
 
-class HmacMasker:
+class ByName:
+    """A masker's two fields by name, for callers that mean that field (the table's PII
+    fields are reached with `masking(field)`)."""
+
+    __slots__ = ()
+
+    def masking(self, field: str) -> Callable[[str], str]:
+        raise NotImplementedError
+
+    def mask_ip(self, canonical_ip: str) -> str:
+        """`masking("ip")` by name, for callers that mean that field."""
+        return self.masking("ip")(canonical_ip)
+
+    def mask_device_id(self, device_id: str) -> str:
+        """`masking("device_id")` by name, for callers that mean that field."""
+        return self.masking("device_id")(device_id)
+
+
+class HmacMasker(ByName):
     """HMAC-SHA256 tokens under one secret key, one domain per PII field of `table`."""
 
     __slots__ = ("_body", "_erased", "_masks", "_table", "_user", "key_id")
@@ -59,14 +77,6 @@ class HmacMasker:
         if mask is None:
             raise self._table.unknown(field)
         return mask
-
-    def mask_ip(self, canonical_ip: str) -> str:
-        """`masking("ip")` by name, for callers that mean that field."""
-        return self.masking("ip")(canonical_ip)
-
-    def mask_device_id(self, device_id: str) -> str:
-        """`masking("device_id")` by name, for callers that mean that field."""
-        return self.masking("device_id")(device_id)
 
     def digest_body(self, body: bytes) -> str:
         return _token(self._body, body)

@@ -249,7 +249,9 @@ async def batch_runs(report: Report, endpoint: str, dsn: str, sizes: Sizes) -> N
         "<= 0.5 s",
         over.median <= 500,
         f"wall {statistics.median(r['wall_seconds'] for r in runs):.2f} s, drain wait "
-        f"{runs[0]['drain_wait_seconds']:.0f} s",
+        f"{runs[0]['drain_wait_seconds']:.0f} s: start-up to the first receive, then "
+        f"{statistics.median(r['end_seconds'] for r in runs) * 1000:.0f} ms from the end of "
+        "the wait to the exit",
     )
     report.extra["batch_runs"] = runs
     report.extra["import_time"] = [
@@ -301,8 +303,9 @@ async def saturation(report: Report, dsn: str, sizes: Sizes) -> None:
 
 
 async def remote_database(report: Report, dsn: str, sizes: Sizes) -> None:
-    """The double's figure with the database behind the delaying proxy; the reference is
-    the same receivers' loopback figure (no proxy) of this run."""
+    """The double's figure with the database behind the delaying proxy. The reference is
+    the proxy at 0 ms (same run, same writers): only the delay differs, the proxy's own
+    CPU (on the same 2 cores) is in both. The direct figure (no proxy) is in the note."""
     receivers = sizes.remote_receivers
     rows = await simulated.remote_figures(
         dsn, receivers, RTT, sizes.simulated_seconds, sizes.simulated_runs, sizes.remote_runs
@@ -311,17 +314,20 @@ async def remote_database(report: Report, dsn: str, sizes: Sizes) -> None:
         f"Database not on loopback: SQS double 20 ms, {receivers} receivers, through a proxy",
         [row.figure for row in rows],
     )
-    loopback = report.extra["simulated_loopback"][str(receivers)]
+    direct = report.extra["simulated_loopback"][str(receivers)]
+    reference = next(r for r in rows if r.delay_ms == 0 and r.writers == WRITERS).figure.median
     for row in rows:
         if row.writers != WRITERS or row.delay_ms == 0:
             continue
-        share = row.figure.median / loopback
+        share = row.figure.median / reference
         report.check(
-            f"database +{row.delay_ms:g} ms each way / loopback ({receivers} receivers)",
+            f"database +{row.delay_ms:g} ms each way / +0 ms ({receivers} receivers)",
             share,
             ">= 0.90",
             share >= 0.90,
-            f"{row.figure.median:,.0f} vs {loopback:,.0f} msg/s, CPU {row.cpu_share:.0%}",
+            f"{row.figure.median:,.0f} vs {reference:,.0f} msg/s through the proxy at 0 ms "
+            f"({row.figure.median / direct:.0%} of {direct:,.0f} without the proxy), "
+            f"CPU {row.cpu_share:.0%}",
         )
     slowest = max(row.delay_ms for row in rows)
     best = max((row for row in rows if row.delay_ms == slowest), key=lambda r: r.figure.median)
@@ -329,6 +335,7 @@ async def remote_database(report: Report, dsn: str, sizes: Sizes) -> None:
         "delay_ms": slowest,
         "writers": best.writers,
         "rate": best.figure.median,
+        "of_reference": best.figure.median / reference,
     }
 
 

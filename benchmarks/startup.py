@@ -70,6 +70,8 @@ async def batch_run(endpoint: str, dsn: str) -> dict[str, Any]:
         "wall_seconds": ended - started,
         "drain_wait_seconds": drain_wait,
         "over_drain_wait_seconds": ended - started - drain_wait,
+        # From the first receive to the exit, less the drain wait: the drain's end itself.
+        "end_seconds": ended - proxy.first_seen[RECEIVE] - drain_wait,
     }
 
 

@@ -22,7 +22,7 @@ help:
 	@echo "make test  - install and run every test (unit, integration, end-to-end)"
 	@echo "make lint  - ruff, mypy --strict, hadolint, promtool check rules, deploy/k8s rendered and validated"
 	@echo "make docs  - the documentation (docs/, mkdocs) built with --strict into site/"
-	@echo "make bench - throughput benchmarks (about 10 min); make bench-quick (under 2 min)"
+	@echo "make bench - throughput benchmarks (10-13 min); make bench-quick (under 2 min)"
 
 venv: $(VENV)/.installed $(SQS_VENV)/.installed
 

@@ -26,9 +26,19 @@ def bars(axis, figures, title):  # type: ignore[no-untyped-def]
     axis.invert_yaxis()
 
 
+def by_unit(group):  # type: ignore[no-untyped-def]
+    """One panel per unit: a group may hold rates and their CPU cost side by side."""
+    units = list(dict.fromkeys(f["unit"] for f in group["figures"]))
+    return [
+        (group["title"] if i == 0 else f"{group['title']}: {unit}",
+         [f for f in group["figures"] if f["unit"] == unit])
+        for i, unit in enumerate(units)
+    ]  # fmt: skip
+
+
 def main(path: str) -> None:
     results = json.loads(Path(path).read_text())
-    groups = [(g["title"], g["figures"]) for g in results["groups"] if g["figures"]]
+    groups = [panel for group in results["groups"] for panel in by_unit(group)]
     fig, axes = plt.subplots(
         len(groups), 1, figsize=(10, 2.2 + 1.6 * sum(len(f) for _, f in groups) / 2)
     )

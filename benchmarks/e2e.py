@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.wire import send_all
 from ingestor.demo.synthetic import generate
 from ingestor.sink.schema import migrate
 from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
@@ -29,11 +30,11 @@ KEY = "benchmark-key-0123456789abcdef0123456789"
 async def fill_queue(endpoint: str, count: int, seed: int = 7) -> str:
     """A new queue holding `count` synthetic events (5% junk); returns its URL."""
     bodies = [e.body for e in generate(count, seed=seed)]
-    async with sqs_client("us-east-1", endpoint, max_connections=32) as client:
+    async with sqs_client("us-east-1", endpoint, max_connections=1) as client:
         url = await create_queue(
             client, f"bench-{uuid.uuid4().hex[:10]}", {"VisibilityTimeout": "120"}
         )
-        await SqsQueue(client, url).send(bodies, concurrency=24)
+    await send_all(endpoint, url, bodies)
     return url
 
 
@@ -103,11 +104,21 @@ async def ingestor_run(
 
 async def bare_run(endpoint: str, count: int, receivers: int) -> dict[str, Any]:
     url = await fill_queue(endpoint, count)
+    # On uvloop, as the service and the floor run.
     code = (
-        "import asyncio, json, sys; from benchmarks.baselines import bare_sqs; "
-        f"print(json.dumps(asyncio.run(bare_sqs({endpoint!r}, {url!r}, {receivers}, {count}))))"
+        "import json; from benchmarks.baselines import bare_sqs; "
+        "from ingestor.cli.runtime import run_async; "
+        f"print(json.dumps(run_async(bare_sqs({endpoint!r}, {url!r}, {receivers}, {count}))))"
     )
     return await run_json([sys.executable, "-c", code], ingestor_env(endpoint, url, ""))
+
+
+async def floor_run(endpoint: str, count: int, receivers: int) -> dict[str, Any]:
+    """The floor consumer (floor.py) on a queue of `count`, with the service's long poll."""
+    url = await fill_queue(endpoint, count)
+    wait = ingestor_env(endpoint, url, "")["INGESTOR_DRAIN_WAIT_SECONDS"]
+    command = [sys.executable, "-m", "benchmarks.floor", endpoint, url, str(receivers), str(count)]
+    return await run_json([*command, wait], ingestor_env(endpoint, url, ""))
 
 
 async def seed_run(endpoint: str, dsn: str, count: int) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Throughput against the SQS double, by number of receivers, beside the latency bound
-receivers x 10 / RTT: how many receivers a real region needs."""
+receivers x 10 / RTT: how many receivers a real region needs. And the same pipeline with
+its database behind a delaying proxy (`delay_proxy.py`): a database that is not on
+loopback, and which number of writers then does best."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
+from benchmarks.delay_proxy import proxied_dsn
 from benchmarks.measure import Figure
 from benchmarks.sqs_double import SqsDouble
 from benchmarks.stages import KEY, envelopes
@@ -23,6 +28,7 @@ from ingestor.transform.transformer import Transformer
 # Above this share of one core, the process (pipeline, transform and client together) is
 # the limit, not the round trip: the bound no longer applies.
 SATURATED = 0.90
+BODIES = 20_000  # distinct bodies the double cycles through
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,11 @@ class Simulated:
 
 
 class Commits(Hooks):
-    """When each batch committed, and when a receive last returned messages."""
+    """When each batch committed (and the process's CPU time then), and when a receive
+    last returned messages."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[float, int]] = []  # (time, messages committed so far)
+        self.marks: list[tuple[float, int, float]] = []  # (time, committed so far, CPU)
         self.last_receive = 0.0
 
     def on_received(self, count: int) -> None:
@@ -50,38 +57,45 @@ class Commits(Hooks):
 
     def on_committed(self, batch: Sequence[Processed]) -> None:
         done = self.marks[-1][1] if self.marks else 0
-        self.marks.append((time.perf_counter(), done + len(batch)))
+        self.marks.append((time.perf_counter(), done + len(batch), time.process_time()))
 
-    def steady_rate(self) -> float | None:
-        """Messages committed per second from the first commit to the last one while the
-        queue still had messages: the pipeline's pace, without the start (pool, first
-        batch) and the end of a drain (the last partial batch waits for its flush
-        interval, the last deletes), fixed costs that would weigh on a short run."""
+    def steady(self) -> tuple[float, float] | None:
+        """(messages committed per second, share of one core used) from the first commit
+        to the last one while the queue still had messages: the pipeline's pace, without
+        the start (pool, first batch) and the end of a drain (the last partial batch
+        waits for its flush interval, the last deletes), fixed costs that would weigh on a
+        short run."""
         window = [mark for mark in self.marks if mark[0] <= self.last_receive]
         if len(window) < 2:  # a run too short for a steady state (the quick mode's)
             return None
-        (start, first), (end, last) = window[0], window[-1]
-        return (last - first) / (end - start)
+        (start, first, cpu_start), (end, last, cpu_end) = window[0], window[-1]
+        return (last - first) / (end - start), (cpu_end - cpu_start) / (end - start)
+
+
+async def _empty_tables(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("TRUNCATE user_logins, ingestor_rejects")
+    finally:
+        await connection.close()
 
 
 async def drain_rate(
-    dsn: str, receivers: int, round_trip: float, seconds: float
+    dsn: str,
+    receivers: int,
+    round_trip: float,
+    seconds: float,
+    writers: int = PipelineConfig().writers,
 ) -> tuple[float, float]:
-    """(messages/s in the steady state, share of one core this process used meanwhile)."""
-    bound = receivers * 10 / round_trip
-    count = max(500, int(bound * seconds))
-    batch = [e for e in envelopes(count)]
-    queue = SqsDouble(batch, round_trip)
-    pool = await create_pool(dsn, 3)
+    """(messages/s in the steady state, share of one core this process used meanwhile),
+    the double serving for `seconds` (or up to the bound's worth of messages)."""
+    await _empty_tables(dsn)
+    count = max(500, int(receivers * 10 / round_trip * seconds))
+    queue = SqsDouble([e.body for e in envelopes(BODIES)], round_trip, count, seconds)
+    pool = await create_pool(dsn, writers + 1)  # as the service sizes it
     try:
-        config = PipelineConfig(
-            receivers=receivers,
-            drain=True,
-            batch_size=2000,
-            flush_interval=0.5,
-            buffer_messages=5_000,
-            writers=2,
-        )
+        # The service's defaults, in drain mode, but for the receivers and writers.
+        config = PipelineConfig(receivers=receivers, drain=True, writers=writers)
         commits = Commits()
         masker = HmacMasker(KEY)
         sink = PostgresSink(pool, ErasureLedger(masker))
@@ -89,12 +103,13 @@ async def drain_rate(
         started, cpu = time.perf_counter(), time.process_time()
         await pipeline.run(asyncio.Event())
         elapsed = time.perf_counter() - started
-        cpu_share = (time.process_time() - cpu) / elapsed
     finally:
         await close_pool(pool)
-    assert queue.deleted == count
-    steady = commits.steady_rate()
-    return (count / elapsed if steady is None else steady), cpu_share
+    assert queue.deleted == queue.served, f"{queue.served - queue.deleted} not deleted"
+    steady = commits.steady()
+    if steady is None:
+        return queue.served / elapsed, (time.process_time() - cpu) / elapsed
+    return steady
 
 
 async def simulated_figures(
@@ -108,4 +123,36 @@ async def simulated_figures(
         figure = Figure(name, "msg/s", [rate for rate, _ in runs])
         cpu_share = statistics.median(share for _, share in runs)
         results.append(Simulated(count, count * 10 / round_trip, figure, cpu_share))
+    return results
+
+
+@dataclass(frozen=True)
+class Remote:
+    delay_ms: float
+    writers: int
+    figure: Figure
+    cpu_share: float
+
+
+async def remote_figures(
+    dsn: str,
+    receivers: int,
+    round_trip: float,
+    seconds: float,
+    times: int,
+    runs: Sequence[tuple[float, int]],
+) -> list[Remote]:
+    """The double's figure with the database behind the delaying proxy, for each
+    (delay each way in ms, writers) of `runs`."""
+    results = []
+    for delay_ms, writers in runs:
+        async with proxied_dsn(dsn, delay_ms) as remote:
+            measured = [
+                await drain_rate(remote, receivers, round_trip, seconds, writers)
+                for _ in range(times)
+            ]
+        name = f"database +{delay_ms:g} ms each way, {writers} writers"
+        figure = Figure(name, "msg/s", [rate for rate, _ in measured])
+        share = statistics.median(share for _, share in measured)
+        results.append(Remote(delay_ms, writers, figure, share))
     return results

@@ -8,7 +8,8 @@ deletes may still be under way. So after an empty receive, once this process hol
 nothing, the queue's counts are asked (one GetQueueAttributes call; when the queue is
 simply empty that is the whole cost). While they are not all zero, receiving goes on; if
 no receive brings anything for the queue's visibility timeout (what another consumer
-holds has then surely come back), the drain ends incomplete (exit 3).
+holds has then surely come back), the drain ends incomplete (exit 3). A receive whose
+answer was lost counts as one that brought something: SQS may have handed it messages.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class DrainWatch:
         self.held: QueueDepth | None = None  # the counts when it gave up waiting
 
     def received(self) -> None:
-        """A receive brought messages: ... and nothing came (the queue is moving)."""
+        """A receive brought messages, or may have (its answer was lost): ... and nothing
+        came (the queue is moving)."""
         self._stuck_since = None
 
     async def over(self) -> bool:

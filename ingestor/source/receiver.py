@@ -107,7 +107,15 @@ class Receiver:
         return None
 
     async def _receive_once(self) -> list[Envelope]:
-        return await self._queue.receive(self._wait, self._visibility)
+        try:
+            return await self._queue.receive(self._wait, self._visibility)
+        except IngestorError:
+            if self._drain is not None:
+                # An answer lost on the way (cut short, timed out) may have taken messages
+                # that SQS now hides for the visibility timeout: this process's, not
+                # another consumer's, so the drain's wait for held messages starts over.
+                self._drain.received()
+            raise
 
     async def _pass_on(self, envelopes: list[Envelope]) -> None:
         now = asyncio.get_running_loop().time()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import orjson
 import pytest
 
-from ingestor.errors import DatabaseError
+from ingestor.errors import DatabaseError, QueueUnavailable
 from ingestor.models import EntryFailure, Envelope, LoginRow, QueueDepth, Rejection, WriteResult
 from ingestor.observe.hooks import Stats
 from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
@@ -201,3 +201,45 @@ async def test_copies_of_one_sns_notification_are_one_row_and_every_copy_is_dele
     assert (stats.inserted, stats.replaced) == (0, 1)
     assert set(sink.rows) == {"m0", f"sns:{SNS_ID}"}
     assert sorted(queue.deleted) == ["h0", "h1", "h2", "h3"]
+
+
+class LosingAnswers(FakeQueue):
+    """An SQS whose answers with messages are lost on the way (a cut-short body) until
+    `until`: SQS took the messages (invisible for `visibility` seconds), the client got
+    an error."""
+
+    def __init__(self, messages: list[Envelope], visibility: float, until: float) -> None:
+        super().__init__(messages)
+        self.hidden: list[tuple[float, Envelope]] = []
+        self.visibility_seconds, self.until, self.lost = visibility, until, 0
+
+    async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
+        now = asyncio.get_running_loop().time()
+        self.pending.extend(e for at, e in self.hidden if at <= now)
+        self.hidden = [(at, e) for at, e in self.hidden if at > now]
+        batch = await super().receive(wait_seconds, visibility_timeout)
+        if batch and now < self.until:
+            self.hidden += [(now + self.visibility_seconds, e) for e in batch]
+            self.lost += 1
+            raise QueueUnavailable("the answer was cut short")
+        return batch
+
+    async def depths(self) -> QueueDepth:
+        return QueueDepth(len(self.pending), len(self.hidden))
+
+
+async def test_a_drain_waits_on_while_answers_with_messages_are_being_lost() -> None:
+    # Given messages whose receives keep being answered and lost (SQS hides them for the
+    # visibility timeout each time) for longer than a drain waits for held messages
+    start = asyncio.get_running_loop().time()
+    queue = LosingAnswers(envelopes([GOOD] * 5), visibility=1.0, until=start + 3.0)
+    sink = FakeSink()
+    runner, _ = pipeline(queue, sink, drain=True, visibility_timeout=1, receive_wait_seconds=0)
+    assert runner.drain is not None
+    assert runner.drain.held_wait < 3.0
+    # When the drain runs, then a lost answer counts as a receive that may have brought
+    # messages (they are this process's, not another consumer's): it loads them all
+    await asyncio.wait_for(runner.run(asyncio.Event()), 20)
+    assert queue.lost >= 2
+    assert runner.drain.held is None
+    assert (len(sink.rows), len(queue.deleted)) == (5, 5)

@@ -38,7 +38,7 @@ class PipelineConfig:
     batch_size: int = 2_000
     flush_interval: float = 0.5
     buffer_messages: int = 5_000
-    writers: int = 2
+    writers: int = 4
     shutdown_timeout: float = 30.0
     max_hold_seconds: float = 900.0
 

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2_000
     flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     buffer_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
-    writers: Annotated[int, Field(ge=1, le=32)] = 2
+    writers: Annotated[int, Field(ge=1, le=32)] = 4
     shutdown_timeout: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     max_hold_seconds: Annotated[float, Field(gt=0, le=43_200)] = 900.0
     # Binding every interface is what a container needs for Prometheus to scrape it.

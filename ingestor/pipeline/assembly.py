@@ -11,7 +11,7 @@ import asyncpg
 
 from ingestor.custody.vault import Sealer, VaultingMasker
 from ingestor.errors import QueueGone
-from ingestor.pipeline.writer import WriterConfig
+from ingestor.pipeline.writer import pending_deletes
 from ingestor.ports import Hooks
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.settings import Settings, env_name
@@ -40,7 +40,7 @@ async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
 def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
     """HTTP connections to SQS: one per long poll, and the batch calls of each writer's
     pending deletes, the heartbeat and the hand-back."""
-    pending = WriterConfig(settings.batch_size, settings.flush_interval).pending_deletes
+    pending = pending_deletes(settings.receivers, settings.writers, policy.concurrency)
     return settings.receivers + policy.connections(settings.writers * pending + 2)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ingestor.errors import QueueGone
 from ingestor.models import Buffered, Envelope, Processed
 from ingestor.observe.hooks import HookChain
-from ingestor.pipeline.writer import BatchWriter, TransactionSize, WriterConfig
+from ingestor.pipeline.writer import BatchWriter, TransactionSize, WriterConfig, pending_deletes
 from ingestor.ports import Hooks, QueueClient, Sink
 from ingestor.sink.isolation import Breaker
 from ingestor.source.acks import DEFAULT_POLICY, Acknowledger, AckPolicy
@@ -38,7 +38,7 @@ class PipelineConfig:
     batch_size: int = 2_000
     flush_interval: float = 0.5
     buffer_messages: int = 5_000
-    writers: int = 2
+    writers: int = 4
     shutdown_timeout: float = 30.0
     max_hold_seconds: float = 900.0
 
@@ -89,6 +89,7 @@ class Pipeline:
         self._hooks = hooks if isinstance(hooks, HookChain) else HookChain(hooks)
         hooks = self._hooks
         self.acks = Acknowledger(queue, acks, hooks)
+        self._ack_calls = acks.concurrency
         # One for all writers: refusals in a row across batches; one transaction size.
         self._breaker = Breaker()
         self._size = TransactionSize(config.batch_size, hooks=hooks)
@@ -215,7 +216,9 @@ class Pipeline:
         )
 
     def _writer(self) -> BatchWriter:
-        config = WriterConfig(self._config.batch_size, self._config.flush_interval)
+        given = self._config
+        pending = pending_deletes(given.receivers, given.writers, self._ack_calls)
+        config = WriterConfig(given.batch_size, given.flush_interval, pending_deletes=pending)
         return BatchWriter(
             inbox=self._processed,
             sink=self._sink,

@@ -12,6 +12,7 @@ row); a queue that refuses deletes altogether (gone, access denied) does.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +47,14 @@ class WriterConfig:
     # Deleting 2,000 messages takes 13 round trips (16 calls of 10 at a time): awaited in
     # line, that alone held a writer to ~7,700 msg/s at a 20 ms round trip.
     pending_deletes: int = 2
+
+
+def pending_deletes(receivers: int, writers: int, calls_each: int) -> int:
+    """Batches' deletes each writer keeps going, so that deleting keeps up with receiving:
+    a receiver brings up to 10 messages a round trip and a delete call takes 10 a round
+    trip, so the writers need about one call going per receiver; twice that, as each call
+    also waits its turn on the event loop. At least 2."""
+    return max(2, math.ceil(2 * receivers / (writers * calls_each)))
 
 
 class BatchWriter:

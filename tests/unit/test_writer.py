@@ -11,7 +11,13 @@ import pytest
 from ingestor.errors import DatabaseError, QueueUnavailable, RowRejected, StatementTimeout
 from ingestor.models import Processed
 from ingestor.observe.hooks import Stats
-from ingestor.pipeline.writer import GROW_AFTER, BatchWriter, TransactionSize, WriterConfig
+from ingestor.pipeline.writer import (
+    GROW_AFTER,
+    BatchWriter,
+    TransactionSize,
+    WriterConfig,
+    pending_deletes,
+)
 from ingestor.retry import Backoff
 from ingestor.sink.isolation import BREAKER_THRESHOLD, Breaker
 from ingestor.source.acks import Acknowledger, AckPolicy
@@ -238,3 +244,14 @@ def test_the_breaker_counts_a_message_once_however_often_it_is_refused() -> None
         breaker.refused(refused, "m2")
     with pytest.raises(DatabaseError, match="refused 3 rows in a row"):
         breaker.refused(refused, "m3")
+
+
+@pytest.mark.parametrize("receivers", [1, 4, 16, 64, 128, 256])
+@pytest.mark.parametrize("writers", [1, 2, 4, 8])
+def test_deletes_in_flight_keep_up_with_the_receivers(receivers: int, writers: int) -> None:
+    # A receive brings up to 10 messages a round trip, a delete call takes 10: the writers
+    # together keep at least one delete call going per receiver, twice that for headroom.
+    calls_each = AckPolicy().concurrency
+    pending = pending_deletes(receivers, writers, calls_each)
+    assert pending >= 2
+    assert writers * pending * calls_each >= 2 * receivers

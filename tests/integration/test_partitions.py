@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import logging
+import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +20,7 @@ import asyncpg
 import orjson
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 
 from ingestor.custody.audit import Request
 from ingestor.custody.erasure import forget
@@ -27,15 +30,22 @@ from ingestor.custody.replay import Replay, replay
 from ingestor.custody.reveal import reveal
 from ingestor.custody.tombstones import is_tombstone
 from ingestor.custody.vault import Checker, Opener, Sealer, VaultingMasker
+from ingestor.demo.synthetic import generate
 from ingestor.errors import PartitionMissing
 from ingestor.models import Envelope, MissingPartition, Processed
+from ingestor.pipeline.service import run_service
 from ingestor.ports import Hooks
+from ingestor.settings import Settings
 from ingestor.sink.isolation import Batch, split_outcomes, vault_entries, write_isolating
 from ingestor.sink.postgres import PostgresSink, close_pool, create_pool
 from ingestor.sink.schema import migrate, schema_problems
+from ingestor.source.sqs import SqsQueue
 from ingestor.transform.transformer import Transformer
+from tests.cli import ingestor
 from tests.conftest import TEST_KEY
 from tests.envelopes import sns
+from tests.integration.helpers import queue_is_empty
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -559,3 +569,190 @@ async def test_replay_loads_a_row_an_older_version_rejected_for_want_of_a_partit
     assert (total.inserted, total.rejected) == (1, 0)
     assert ("m-9", "user_logins_p2024_06", dt.date(2024, 6, 3)) in await where(db)
     assert await db.fetchval("SELECT count(*) FROM ingestor_rejects") == 0
+
+
+# --- migrate --partition-by month, and the service ----------------------------------------
+
+
+async def partitions_of(connection: asyncpg.Connection) -> list[tuple[str, str]]:
+    rows = await connection.fetch(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'user_logins'::regclass ORDER BY 1"
+    )
+    return [(r["relname"], r["bound"]) for r in rows]
+
+
+def first_of_month(months_from_now: int) -> dt.date:
+    today = dt.datetime.now(dt.UTC).date().replace(day=1)
+    year, month = divmod(today.month - 1 + months_from_now, 12)
+    return today.replace(year=today.year + year, month=month + 1)
+
+
+async def test_partition_by_month_creates_a_missing_table_by_month(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ingestor")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        # When migrate runs on a database without user_logins, asked to partition it
+        applied = await migrate(connection, "month")
+        # Then it is range-partitioned by create_date, from last month to 3 months ahead,
+        # with its unique index on (message_id, create_date), and the check is clean
+        assert applied[0] == "0001_user_logins_and_rejects"
+        assert (
+            await connection.fetchval("SELECT pg_get_partkeydef('user_logins'::regclass)")
+            == "RANGE (create_date)"
+        )
+        months = [first_of_month(n) for n in range(-1, 5)]
+        assert await partitions_of(connection) == [
+            (f"user_logins_p{lower:%Y_%m}", f"FOR VALUES FROM ('{lower}') TO ('{upper}')")
+            for lower, upper in itertools.pairwise(months)
+        ]
+        assert await connection.fetchval(
+            "SELECT pg_get_indexdef('user_logins_message_id_key'::regclass)"
+        ) == "CREATE UNIQUE INDEX user_logins_message_id_key ON ONLY public.user_logins " \
+             "USING btree (message_id, create_date)"  # fmt: skip
+        assert await schema_problems(connection) == []
+        assert "created user_logins partitioned by month" in caplog.text
+        # And run again, it changes nothing and says why
+        assert await migrate(connection, "month") == []
+        assert "INGESTOR_PARTITION_BY=month changes nothing" in caplog.text
+    finally:
+        await connection.close()
+
+
+async def test_partition_by_month_leaves_an_existing_table_as_it_is_and_says_so(
+    db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await migrate(db, "month") == []
+    assert (
+        await db.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'user_logins'") == "r"
+    )
+    (record,) = [r for r in caplog.records if "changes nothing" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "user_logins exists already (not partitioned): INGESTOR_PARTITION_BY=month changes "
+        "nothing (it only creates a missing table)"
+    )
+
+
+async def test_the_migrate_command_takes_partition_by(empty_database: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTOR_")}
+    env["INGESTOR_DATABASE_URL"] = empty_database
+    ran = await ingestor(env, "migrate", "--partition-by", "month")
+    assert ran.code == 0, ran.err
+    assert ran.out.startswith("applied: 0001_user_logins_and_rejects")
+    assert "created user_logins partitioned by month" in ran.err
+    env["INGESTOR_PARTITION_BY"] = "month"
+    again = await ingestor(env, "migrate")
+    assert (again.code, again.out) == (0, "schema is up to date\n")
+    assert "changes nothing" in again.err
+
+
+async def test_a_service_started_with_partition_by_month_creates_and_loads_the_table(
+    make_settings: Callable[..., Settings], sqs_queue: SqsQueue, empty_database: str
+) -> None:
+    bodies = [e.body for e in generate(40, seed=141, junk_rate=0, repeat_rate=0)]
+    await sqs_queue.send(bodies)
+    settings = make_settings(database_url=SecretStr(empty_database), partition_by="month")
+    await asyncio.wait_for(run_service(settings, asyncio.Event(), Hooks()), 60)
+    connection = await asyncpg.connect(empty_database)
+    try:
+        parts = await connection.fetch(
+            "SELECT tableoid::regclass::text AS part, count(*) FROM user_logins GROUP BY 1"
+        )
+    finally:
+        await connection.close()
+    assert [tuple(r) for r in parts] == [(f"user_logins_p{first_of_month(0):%Y_%m}", 40)]
+
+
+async def test_the_service_waits_for_a_missing_partition_then_loads_everything(
+    make_settings: Callable[..., Settings],
+    sqs_queue: SqsQueue,
+    partitioned: asyncpg.Connection,
+    loader_url: str,
+) -> None:
+    # Given a partitioned table with no partition for today, a service whose role may not
+    # add one, and messages (sent today) on the queue
+    bodies = [e.body for e in generate(60, seed=142, junk_rate=0, repeat_rate=0)]
+    sent = await sqs_queue.send(bodies)
+    heard = Heard()
+    settings = make_settings(database_url=SecretStr(loader_url))
+    service = asyncio.create_task(run_service(settings, asyncio.Event(), heard))
+    try:
+        # When the service writes its first batch, it reports the date and waits: nothing
+        # becomes a reject, nothing is loaded, nothing leaves the queue
+        await wait_until(lambda: heard.missing, 60, "the missing partition reported")
+        assert heard.missing[0].day == dt.datetime.now(dt.UTC).date()
+        assert await partitioned.fetchval("SELECT count(*) FROM ingestor_rejects") == 0
+        assert await partitioned.fetchval("SELECT count(*) FROM user_logins") == 0
+        # Then once a DBA adds the partition it suggests, the drain loads every message
+        await partitioned.execute(heard.missing[0].statement())
+        await asyncio.wait_for(service, 60)
+    finally:
+        service.cancel()
+    assert await partitioned.fetchval("SELECT count(*) FROM user_logins") == len(sent)
+    assert await partitioned.fetchval("SELECT count(*) FROM ingestor_rejects") == 0
+    assert await queue_is_empty(sqs_queue)
+
+
+# --- pg_partman ------------------------------------------------------------------------------
+
+
+async def test_a_table_pg_partman_manages_loads_and_its_partitions_are_left_to_pg_partman(
+    db: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    # Given pg_partman managing user_logins by month (`make partman` installs it for the
+    # machine's PostgreSQL; the embedded one has no extensions)
+    available = "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_partman'"
+    if not await db.fetchval(available):
+        assert not os.environ.get("INGESTOR_TEST_REQUIRE_PARTMAN"), "pg_partman is missing"
+        pytest.skip("pg_partman is not installed on this server (make partman)")
+    await db.execute("DROP TABLE user_logins; CREATE SCHEMA partman")
+    await db.execute("CREATE EXTENSION pg_partman SCHEMA partman")
+    await db.execute(
+        f"CREATE TABLE user_logins ({ANALYSTS_COLUMNS}) PARTITION BY RANGE (create_date)"
+    )
+    await db.execute(
+        "SELECT partman.create_parent('public.user_logins', 'create_date', 'native', 'monthly',"
+        " p_start_partition := '2023-10-01')"
+    )
+    # When migrate runs: message_id and the unique index reach pg_partman's partitions
+    await migrate(db)
+    assert await schema_problems(db) == []
+    loader = Loader(pool)
+    burst = [
+        message("m-1", "2023-10-31T23:59:59"),
+        message("m-2", "2023-11-30T23:59:59.999"),
+        message("m-3", "2023-12-01T00:00:00"),
+        message("m-4", "2039-05-02T10:00:00"),
+    ]
+    await loader.load(burst)
+    await loader.load([message("m-2", "2023-11-30T23:59:59.999", receives=2)])
+    # Then each message is one row in pg_partman's partition of its month, a date past its
+    # partitions in its DEFAULT partition, and ingestor added none of its own
+    parts = ["user_logins_p2023_10", "user_logins_p2023_11", "user_logins_p2023_12"]
+    assert [part for _, part, _ in await where(db)] == [*parts, "user_logins_default"]
+    assert loader.heard.missing == []
+    # And without the DEFAULT partition, a date with none waits for pg_partman to add it
+    # (ingestor never adds one to a table pg_partman manages, even as its owner)
+    await db.execute("DELETE FROM user_logins WHERE message_id = 'm-4'")
+    await db.execute("DROP TABLE user_logins_default")
+    later = [message("m-5", "2039-06-02T10:00:00")]
+    with pytest.raises(PartitionMissing, match="pg_partman manages user_logins"):
+        await loader.load(later)
+    await db.execute(
+        "SELECT partman.create_partition_time('public.user_logins',"
+        " ARRAY['2039-06-01'::timestamptz])"
+    )
+    result, refused = await loader.load(later)
+    assert (result.inserted, refused) == (1, [])
+    assert ("m-5", "user_logins_p2039_06", dt.date(2039, 6, 2)) in await where(db)
+    # and pg_partman's maintenance keeps giving new partitions the unique index
+    await db.execute("SELECT partman.run_maintenance('public.user_logins')")
+    unindexed = await db.fetchval(
+        "SELECT count(*) FROM pg_partition_tree('user_logins') t WHERE t.isleaf AND NOT EXISTS"
+        " (SELECT 1 FROM pg_index i WHERE i.indrelid = t.relid AND i.indisunique)"
+    )
+    assert unindexed == 0

@@ -119,11 +119,15 @@ FROM merged"""
     # A partitioned table cannot return xmax ("cannot retrieve a system column in this
     # context"): the rows replaced are those the statement's snapshot already holds (a
     # copy committing the same message meanwhile is counted as inserted; only the counts
-    # can differ, never the rows).
+    # can differ, never the rows). Looked up row by row (LATERAL ... LIMIT 1: one index
+    # probe in the one partition of its date), never by a join the planner would hash
+    # over every partition.
     held = " AND ".join(f"u.{name} = s.{name}" for name in target)
     return f"""WITH {merged},
 held AS (
-    SELECT count(*) AS n FROM {STAGING_TABLE} s JOIN {table.name} u ON {held}
+    SELECT count(*) AS n
+    FROM {STAGING_TABLE} s
+    CROSS JOIN LATERAL (SELECT 1 FROM {table.name} u WHERE {held} LIMIT 1) found
 )
 SELECT (SELECT count(*) FROM merged) - held.n AS inserted, held.n AS replaced
 FROM held"""

@@ -16,14 +16,14 @@ retried until someone adds it (`PartitionMissing`). The README says why.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
+
+import asyncpg
 
 from ingestor.models import MissingPartition
 from ingestor.sink.queries import MIGRATION_LOCK, query
-
-log = logging.getLogger("ingestor")
+from ingestor.terminal import printable
 
 NAME_LIMIT = 63  # PostgreSQL's identifier length
 
@@ -47,13 +47,16 @@ class Partition:
         return min(abs((edge - day).days) for edge in edges)
 
 
+Kind = Literal["missing", "plain", "partitioned", "other"]
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """What the table is. `kind`: "missing", "plain", "partitioned" (by range on its date
     column: supported) or "other" (partitioned some other way: not supported)."""
 
     table: str
-    kind: str
+    kind: Kind
     schema: str = ""
     partition_key: str = ""  # as PostgreSQL prints it: "RANGE (create_date)"
     partitions: tuple[Partition, ...] = ()
@@ -116,13 +119,20 @@ async def read_layout(connection: Any, table: str, date_column: str = "create_da
         return base
     rows = await connection.fetch(query("partition_bounds"), table)
     partitions = tuple(
-        Partition(r["name"], r["lower"], r["upper"]) for r in rows if not r["is_default"]
+        Partition(r["name"], _finite(r["lower"]), _finite(r["upper"]))
+        for r in rows
+        if not r["is_default"]
     )
     managed = await connection.fetchval(query("partman_managed"), f"{base.schema}.{table}")
     return replace(base, partitions=partitions, partman=bool(managed))
 
 
-def _kind(found: Any, date_column: str) -> str:
+def _finite(bound: dt.date | None) -> dt.date | None:
+    """A bound of 'infinity' (asyncpg's date.max) or '-infinity' is no bound."""
+    return None if bound in (dt.date.min, dt.date.max) else bound
+
+
+def _kind(found: Any, date_column: str) -> Kind:
     if found["relkind"] != "p":
         return "plain"
     if found["strategy"] == "r" and found["key_column"] == date_column:
@@ -224,11 +234,24 @@ async def provide(
             if span is None:
                 events.append(waiting(layout, day, f"{table} has no partition to copy"))
                 continue
-            name = await add_partition(connection, layout, span)
+            try:
+                async with connection.transaction():  # a savepoint: the others go on
+                    name = await add_partition(connection, layout, span)
+            except asyncpg.PostgresError as error:  # the table's, never the row's
+                events.append(waiting(layout, day, _failed(span.name(table), error)))
+                continue
             added = Partition(name, span.lower, span.upper)
             layout = replace(layout, partitions=(*layout.partitions, added))
             events.append(MissingPartition(table, day, name, (span.lower, span.upper), True))
     return events
+
+
+def _failed(name: str, error: asyncpg.PostgresError) -> str:
+    """Why adding a partition failed: a statement about tables, with no row in it."""
+    return (
+        f"adding {name} failed (SQLSTATE {error.sqlstate}, {type(error).__name__}: "
+        f"{printable(str(error), 200)})"
+    )
 
 
 def waiting(layout: Layout, day: dt.date, problem: str) -> MissingPartition:

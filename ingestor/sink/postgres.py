@@ -322,8 +322,14 @@ class PostgresSink:
         if missing.table != USER_LOGINS.name:
             raise RowRejected(CHECK_VIOLATION, missing.detail or str(missing))
         days = {row.create_date for row in rows}
-        async with mapped_errors(), self._pool.acquire() as connection:
-            events = await partitions.provide(connection, missing.table, days, USER_LOGINS.date)
+        try:
+            async with mapped_errors(), self._pool.acquire() as connection:
+                events = await partitions.provide(connection, missing.table, days, USER_LOGINS.date)
+        except RowRejected as refused:  # the catalogs refused a question: never the row's fault
+            raise PartitionMissing(
+                f"{missing}; reading the partitions of {missing.table} failed: {refused.detail}",
+                missing.table,
+            ) from None
         for event in events:
             self._hooks.on_partition_missing(event)
         waiting = [event for event in events if not event.created]

@@ -118,8 +118,10 @@ async def _partitioned_table(connection: Any, partition_by: PartitionBy) -> Layo
     if layout.kind == "missing" and partition_by == "month":
         await connection.execute(query("partitioned_user_logins"))
         created = await _first_months(connection)
-    if created is not None or layout.partitioned:
-        await connection.execute(query("partitioned_key"))
+    if created is not None or (
+        layout.partitioned and not await _idempotency_index(connection, layout)
+    ):
+        await connection.execute(query("partitioned_key"))  # a DBA's own one is kept
     return created
 
 

@@ -231,6 +231,32 @@ async def test_a_fresh_database_with_a_partitioned_table_migrates_from_the_first
         await connection.close()
 
 
+async def test_a_unique_index_a_dba_built_first_is_kept_and_not_doubled(
+    empty_database: str,
+) -> None:
+    # Given a partitioned table to which a DBA added message_id and its unique index on
+    # (create_date, message_id), named their way, before ingestor first ran (on a large
+    # table they would build it partition by partition, CONCURRENTLY)
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await connection.execute(
+            f"CREATE TABLE user_logins ({ANALYSTS_COLUMNS}, message_id varchar(128))"
+            " PARTITION BY RANGE (create_date);"
+            "CREATE TABLE logins_2024 PARTITION OF user_logins"
+            " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+            "CREATE UNIQUE INDEX logins_key ON user_logins (create_date, message_id);"
+        )
+        await migrate(connection)
+        indexes = await connection.fetch(
+            "SELECT indexrelid::regclass::text AS name FROM pg_index"
+            " WHERE indrelid = 'user_logins'::regclass"
+        )
+        assert [r["name"] for r in indexes] == ["logins_key"]
+        assert await schema_problems(connection) == []
+    finally:
+        await connection.close()
+
+
 async def test_a_table_partitioned_another_way_is_refused_with_the_reason(
     db: asyncpg.Connection,
 ) -> None:
@@ -400,6 +426,49 @@ async def test_a_role_that_owns_the_table_adds_the_missing_partition_like_its_ne
     # and the partition carries the unique index: a redelivery is still one row
     await loader.load([message("m-1", "2024-03-10T10:00:00", receives=2)])
     assert await db.fetchval("SELECT count(*) FROM user_logins") == 2
+
+
+async def test_a_partition_that_cannot_be_attached_now_makes_the_batch_wait_not_a_reject(
+    partitioned: asyncpg.Connection, pool: asyncpg.Pool, database: str
+) -> None:
+    # Given a long-running session holding a lock that lets rows in but no partition be
+    # attached (ATTACH PARTITION waits for it, up to its 2 s lock timeout)
+    holder = await asyncpg.connect(database)
+    try:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("LOCK TABLE user_logins IN SHARE UPDATE EXCLUSIVE MODE")
+        loader = Loader(pool)
+        batch = [message("m-1", "2023-11-02T10:00:00"), message("m-2", "2024-03-02T10:00:00")]
+        # When a batch needs a partition the owner's sink cannot attach
+        with pytest.raises(PartitionMissing, match="adding user_logins_p2024_03 failed"):
+            await loader.load(batch)
+        # Then it waits, reported, and nothing is rejected or loaded
+        (heard,) = loader.heard.missing
+        assert not heard.created
+        assert "SQLSTATE 55P03" in heard.problem
+        assert await partitioned.fetchval("SELECT count(*) FROM ingestor_rejects") == 0
+        assert await partitioned.fetchval("SELECT count(*) FROM user_logins") == 0
+        # And once the lock is gone, the partition is added and the batch loads
+        await locked.rollback()
+        result, refused = await loader.load(batch)
+        assert (result.inserted, refused) == (2, [])
+    finally:
+        await holder.close()
+
+
+async def test_copies_starting_at_once_create_the_partitioned_table_once(
+    empty_database: str,
+) -> None:
+    connections = [await asyncpg.connect(empty_database) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c, "month") for c in connections))
+        assert sorted(len(names) for names in applied)[:3] == [0, 0, 0]
+        assert len(await partitions_of(connections[0])) == 5
+        assert await schema_problems(connections[0]) == []
+    finally:
+        for connection in connections:
+            await connection.close()
 
 
 async def test_a_check_constraint_on_a_partitioned_table_still_isolates_its_row(

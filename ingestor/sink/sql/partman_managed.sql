@@ -4,7 +4,8 @@
 -- cannot tell, and ingestor then leaves the partitions to pg_partman.
 SELECT coalesce((
     SELECT CASE
-        WHEN NOT has_table_privilege(format('%I.part_config', n.nspname), 'SELECT') THEN true
+        WHEN NOT has_schema_privilege(n.oid, 'USAGE')
+          OR NOT has_table_privilege(format('%I.part_config', n.nspname), 'SELECT') THEN true
         ELSE (xpath('/row/managed/text()', query_to_xml(format(
             'SELECT EXISTS (SELECT 1 FROM %I.part_config WHERE parent_table = %L) AS managed',
             n.nspname, $1::text), false, true, '')))[1]::text::boolean

@@ -85,6 +85,15 @@ class Layout:
             return f"this role may not CREATE in schema {self.schema}"
         return None
 
+    def policy(self) -> str:
+        """What becomes of a row whose date no partition holds, in a sentence."""
+        if self.has_default:
+            return "a date no other partition holds goes to the DEFAULT partition"
+        problem = self.creator_problem()
+        if problem is None:
+            return "a date with no partition gets one from the service"
+        return f"a date with no partition waits for one ({problem})"
+
     def unsupported(self) -> str:
         return (
             f"{self.table} is {self.describe()}: ingestor loads a table that is not "

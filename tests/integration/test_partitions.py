@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
+from ingestor.cli.check import check_database
 from ingestor.custody.audit import Request
 from ingestor.custody.erasure import forget
 from ingestor.custody.keys import generate_key_pair
@@ -288,6 +289,26 @@ async def test_check_names_the_partitions_a_service_role_cannot_add(
     assert f"PARTITION OF user_logins FOR VALUES FROM ('{today:%Y-%m}-01')" in line
     # while the owner, who may add partitions, has nothing to report
     assert await schema_problems(db) == []
+
+
+async def test_check_says_what_becomes_of_a_date_without_a_partition(
+    make_settings: Callable[..., Settings], partitioned: asyncpg.Connection, loader_url: str
+) -> None:
+    # The owner's check: all is well, and the service adds what is missing
+    lines = await check_database(make_settings())
+    assert lines[-1] == (
+        "ok   user_logins is partitioned by RANGE (create_date): 3 partitions, no DEFAULT "
+        "partition; a date with no partition gets one from the service"
+    )
+    # The service role's: today has no partition and it cannot add one
+    lines = await check_database(make_settings(database_url=SecretStr(loader_url)))
+    assert [line[:40] for line in lines] == [
+        "FAIL database: no partition of user_logi"
+    ] * 2  # today, and the first day after today's month (the next partition)
+    # With a DEFAULT partition, nothing waits
+    await partitioned.execute("CREATE TABLE user_logins_default PARTITION OF user_logins DEFAULT")
+    lines = await check_database(make_settings(database_url=SecretStr(loader_url)))
+    assert lines[-1].endswith("a date no other partition holds goes to the DEFAULT partition")
 
 
 # --- loading ------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Migrations run in one transaction under an advisory lock, so several copies starting at
 once apply each migration exactly once. They only create what is missing and add
-columns and indexes; they never drop or retype an existing column.
+columns and indexes; they never drop or retype an existing column. A user_logins
+range-partitioned by create_date gets its idempotency index on (message_id, create_date)
+(`partitions.py`), and `check` names the partitions it lacks that the service cannot add.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ PROMTOOL := $(BIN)/promtool
 FIND_PROMTOOL := p=$$( [ -x $(PROMTOOL) ] && echo $(PROMTOOL) || command -v promtool || true )
 OVERLAYS := service batch sidecar
 
-.PHONY: help venv promtool prometheusrule run test test-faults test-postgres lint docs format bench bench-quick clean
+.PHONY: help venv promtool partman prometheusrule run test test-faults test-postgres lint docs format bench bench-quick clean
 
 help:
 	@echo "make run   - install, start embedded PostgreSQL + SQS, seed, ingest, print a summary"
@@ -52,6 +52,21 @@ promtool: $(VENV)/.installed
 		&& cp $$tmp/root/usr/bin/promtool $(PROMTOOL); \
 		status=$$?; rm -rf $$tmp; exit $$status; \
 	else echo "apt-get is not available: promtool not installed, Prometheus rule checks skipped"; fi
+
+# pg_partman for the machine's PostgreSQL servers (Debian's postgresql-<major>-partman):
+# the PostgreSQL tests' rerun against the server at 127.0.0.1:5432 loads a table it
+# manages (the embedded server has no extensions). Installed with apt-get when missing;
+# without apt-get, or without a server of Debian's, that one test is skipped.
+partman:
+	@majors=$$(ls /usr/lib/postgresql 2>/dev/null); \
+	if [ -z "$$majors" ]; then echo "no PostgreSQL of Debian's here: pg_partman not installed"; fi; \
+	for major in $$majors; do pkg=postgresql-$$major-partman; \
+		if dpkg -s $$pkg >/dev/null 2>&1; then echo "$$pkg is installed"; \
+		elif command -v apt-get >/dev/null 2>&1; then echo "installing $$pkg"; \
+			apt-get install -y -qq $$pkg >/dev/null \
+			|| { apt-get update -qq && apt-get install -y -qq $$pkg >/dev/null; } || exit 1; \
+		else echo "apt-get is not available: $$pkg not installed, the pg_partman test is skipped"; \
+		fi; done
 
 # The PrometheusRule for prometheus-operator, from the rule file (a test checks it is current).
 prometheusrule:

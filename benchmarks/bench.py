@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks import e2e, simulated, stages, startup, tuning
+from benchmarks import e2e, partitions, simulated, stages, startup, tuning
 from benchmarks.fauxqs import fauxqs_server
 from benchmarks.measure import Figure
 from ingestor.cli.runtime import run_async
@@ -185,12 +185,29 @@ async def stage_figures(report: Report, dsn: str, sizes: Sizes) -> None:
     report.check(
         "writer, batches of 10,000", at_10k.median, ">= 100,000 rows/s", at_10k.median >= 100_000
     )
+    await partitioned_writer(report, dsn, sizes)
     batch = Settings.model_fields["batch_size"].default
     report.extra["stage_cpu_seconds_per_10k"] = {
         "transform": figure(transform, "transform stage, CPU per 10,000").median / 1000,
         "writer": figure(writer, f"writer, batches of {batch:,}, CPU per 10,000").median / 1000,
         "writer_batch_size": batch,
     }
+
+
+async def partitioned_writer(report: Report, dsn: str, sizes: Sizes) -> None:
+    """The writer into 24 monthly partitions beside the plain table (`partitions.py`)."""
+    figures = await partitions.partition_figures(dsn, sizes.writer_rows, sizes.stage_runs)
+    report.group(f"Writer: {partitions.PARTITIONED} vs the plain table", figures)
+    new_rows = partitions.KINDS[0][0]
+    plain = figure(figures, f"{new_rows}: {partitions.PLAIN}").median
+    split = figure(figures, f"{new_rows}: {partitions.PARTITIONED}").median
+    report.check(
+        f"writer into {partitions.PARTITIONED} / plain table, new rows",
+        split / plain,
+        "reported",
+        True,
+        f"{split:,.0f} vs {plain:,.0f} rows/s",
+    )
 
 
 def figure(figures: list[Figure], name: str) -> Figure:

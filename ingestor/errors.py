@@ -7,6 +7,10 @@ to these at the boundary (`source/sqs_errors.py`, `sink/postgres.py`), so the pi
 never inspects botocore or asyncpg exceptions. Messages never carry message content, only its shape.
 """
 
+from __future__ import annotations
+
+import datetime as dt
+
 
 class IngestorError(Exception):
     """Root of every error the ingestor raises on purpose."""
@@ -61,6 +65,23 @@ class TransientError(IngestorError):
 
 class DatabaseUnavailable(TransientError):
     """PostgreSQL cannot be reached or asked us to retry."""
+
+
+class PartitionMissing(DatabaseUnavailable):
+    """A row's create_date falls in no partition of a partitioned user_logins that has no
+    DEFAULT partition: the table's layout, not the row, so never a reject. The sink creates
+    the partition when its role may (`sink/partitions.py`); else the batch is retried
+    until one exists. `table` is the partitioned table; `days`, the dates with none (empty
+    when only the server's error is known); `detail`, the server's error as a reject would
+    describe it (a partition's own bounds refusing a row a trigger changed is one)."""
+
+    def __init__(
+        self, message: str, table: str, days: tuple[dt.date, ...] = (), detail: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        self.days = days
+        self.detail = detail
 
 
 class StatementTimeout(DatabaseUnavailable):

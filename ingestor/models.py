@@ -12,6 +12,8 @@ from ingestor.table import USER_LOGINS
 # What may wrap the event in an SQS body (INGESTOR_ENVELOPE): recognised by shape
 # ("auto"), never ("none"), or always expected.
 Wrapping = Literal["auto", "none", "sns", "eventbridge"]
+# How `migrate` partitions a user_logins it creates (INGESTOR_PARTITION_BY).
+PartitionBy = Literal["none", "month"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +194,28 @@ class Buffered:
     received: int
     processed: int
     capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class MissingPartition:
+    """A row's date had no partition of the range-partitioned `table` (and it has no
+    DEFAULT partition). `created`: `partition` was added for it, for `span`. Otherwise
+    `problem` says why none was (the batch waits and is retried), and `partition` and
+    `span` are the one to add, when the neighbouring partitions give an interval."""
+
+    table: str
+    day: dt.date
+    partition: str = ""
+    span: tuple[dt.date, dt.date] | None = None
+    created: bool = False
+    problem: str = ""
+
+    def statement(self) -> str:
+        """The statement that would add the partition (empty when no interval is known)."""
+        if self.span is None:
+            return ""
+        lower, upper = (day.isoformat() for day in self.span)
+        return (
+            f"CREATE TABLE {self.partition} PARTITION OF {self.table} "
+            f"FOR VALUES FROM ('{lower}') TO ('{upper}')"
+        )

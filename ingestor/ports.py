@@ -16,6 +16,7 @@ from ingestor.models import (
     EntryFailure,
     Envelope,
     LoginRow,
+    MissingPartition,
     Processed,
     QueueDepth,
     Rejection,
@@ -181,6 +182,11 @@ class Hooks:
 
     def on_queue_depth(self, depth: QueueDepth) -> None:
         """The queue's depth was sampled (every few seconds, not per message)."""
+
+    def on_partition_missing(self, missing: MissingPartition) -> None:
+        """A row's date had no partition of the range-partitioned user_logins: the sink
+        added one (`missing.created`), or it may not and the batch waits for one (it is
+        retried; nothing is rejected)."""
 
     def on_gave_up(self, stage: str) -> None:
         """`stage` ran out of retries for one operation (deletes do: SQS redelivers those

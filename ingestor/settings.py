@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingestor.errors import ConfigError
 from ingestor.keytext import decode_key, weak_key_problem
-from ingestor.models import Wrapping
+from ingestor.models import PartitionBy, Wrapping
 
 ENV_PREFIX = "INGESTOR_"
 # The key `python -m ingestor demo` uses: public, so `run` refuses it unless told otherwise.
@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     sqs_client: Literal["wire", "botocore"] = "wire"
     # auto: an SNS notification or EventBridge event around the event is recognised by shape
     envelope: Wrapping = "auto"
+    # month: `migrate` (and the service's start-up) creates a missing user_logins
+    # range-partitioned by month; an existing table is left as it is
+    partition_by: PartitionBy = "none"
     vault_public_key: str | None = Field(
         None, description="vault public key (base64); unset: no vault, no recovery"
     )
@@ -82,7 +85,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("envelope", mode="before")
+    @field_validator("envelope", "partition_by", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

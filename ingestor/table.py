@@ -90,12 +90,15 @@ class PiiField:
 @dataclass(frozen=True, slots=True)
 class Table:
     """A loaded table's shape. `key` is the idempotency key (the merge's conflict target
-    by default; a partitioned table's adds its partition column)."""
+    by default; a partitioned table's adds its partition column). `date` is the column a
+    partitioned table may be range-partitioned by: the message's date, the same for every
+    delivery of it, so (date, key) is as unique as the key alone."""
 
     name: str
     columns: tuple[Column, ...]  # loaded, in COPY order
     key: str
     pii: tuple[PiiField, ...]
+    date: str = "create_date"
     # Derived once, for the paths that read a row's tokens per row.
     pii_positions: tuple[int, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -109,7 +112,8 @@ class Table:
         for what, values in (("column", names), ("PII field", fields), ("domain", domains)):
             if len(set(values)) != len(values):
                 raise ValueError(f"{self.name}: a {what} is declared twice")
-        missing = [c for c in (self.key, *(pii.column for pii in self.pii)) if c not in names]
+        declared = (self.key, self.date, *(pii.column for pii in self.pii))
+        missing = [c for c in declared if c not in names]
         if missing:
             raise ValueError(f"{self.name}: {', '.join(missing)} not among its columns")
         positions = tuple(names.index(pii.column) for pii in self.pii)
@@ -118,6 +122,11 @@ class Table:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
+
+    @property
+    def partitioned_key(self) -> tuple[str, str]:
+        """The idempotency key of the table range-partitioned by its date."""
+        return (self.date, self.key)
 
     @property
     def pii_columns(self) -> tuple[str, ...]:

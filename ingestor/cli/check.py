@@ -8,8 +8,10 @@ from ingestor.custody import keyrecord
 from ingestor.errors import ConfigError, IngestorError, QueueError, QueueGone
 from ingestor.pipeline.assembly import not_found, open_queue
 from ingestor.settings import Settings, env_name
+from ingestor.sink.partitions import read_layout
 from ingestor.sink.postgres import connect, mapped_errors
 from ingestor.sink.schema import schema_problems
+from ingestor.table import USER_LOGINS
 
 
 async def check_queue(settings: Settings) -> list[str]:
@@ -41,9 +43,13 @@ async def check_database(settings: Settings) -> list[str]:
             if problems:
                 return [f"FAIL database: {problem}" for problem in problems]
             key = await keyrecord.check(connection, settings.key_bytes)
+            layout = await read_layout(connection, USER_LOGINS.name, USER_LOGINS.date)
     finally:
         await connection.close()
-    return ["ok   database answers and its schema is up to date", f"ok   {key}"]
+    lines = ["ok   database answers and its schema is up to date", f"ok   {key}"]
+    if layout.partitioned:
+        lines.append(f"ok   {layout.table} is {layout.describe()}; {layout.policy()}")
+    return lines
 
 
 async def run_checks(settings: Settings) -> tuple[int, list[str]]:

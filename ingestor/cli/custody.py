@@ -293,6 +293,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from ingestor.custody.ledger import ErasureLedger  # noqa: PLC0415
     from ingestor.custody.replay import Replay, replay  # noqa: PLC0415
     from ingestor.custody.vault import Sealer, VaultingMasker  # noqa: PLC0415
+    from ingestor.observe.hooks import LogHooks  # noqa: PLC0415
     from ingestor.pipeline.assembly import build_masker, open_pool  # noqa: PLC0415
     from ingestor.sink.postgres import PostgresSink  # noqa: PLC0415
     from ingestor.transform.transformer import Transformer  # noqa: PLC0415
@@ -315,7 +316,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(connection: Any) -> Any:
         async with open_pool(settings) as pool:
-            sink = PostgresSink(pool, ErasureLedger(masker))
+            sink = PostgresSink(pool, ErasureLedger(masker), LogHooks())
             tools = Replay(opener, Transformer(masker, settings.envelope), sink)
             return await replay(connection, tools, request, reason)
 
@@ -344,7 +345,7 @@ def _run(
         connection = await connect(settings.dsn)  # no retry: a person is waiting
         try:
             async with mapped_errors():
-                await migrate(connection)
+                await migrate(connection, settings.partition_by)
                 if keyed:
                     await keyrecord.verify(connection, mask_key_id(settings.key_bytes), *also)
                 return await work(connection)

@@ -56,7 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=_flag_help("exit 0 once the queue is empty and everything is committed", "drain"),
     )
-    commands.add_parser("migrate", help="create or upgrade the tables, then exit")
+    migrate = commands.add_parser("migrate", help="create or upgrade the tables, then exit")
+    migrate.add_argument(
+        "--partition-by",
+        choices=("none", "month"),
+        default=None,
+        help=_flag_help(
+            "create a missing user_logins range-partitioned by month on create_date "
+            "(an existing table is left as it is)",
+            "partition_by",
+        ),
+    )
     commands.add_parser("check", help="verify settings, queue and database; exit 0 if all is well")
     demo = commands.add_parser(
         "demo", help="load synthetic events through embedded PostgreSQL and SQS servers"
@@ -79,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "drain": getattr(args, "drain", None),
         "demo_events": getattr(args, "events", None),
         "demo_seed": getattr(args, "seed", None),
+        "partition_by": getattr(args, "partition_by", None),
     }
     try:
         settings = load_settings(REQUIRED.get(command, ()), **overrides)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingestor.errors import IngestorError
-from ingestor.models import Rejection, SqsBatchResult, WriteResult
+from ingestor.errors import IngestorError, PartitionMissing
+from ingestor.models import MissingPartition, Rejection, SqsBatchResult, WriteResult
 from ingestor.ports import Hooks
 from ingestor.terminal import printable
 
@@ -183,6 +183,33 @@ class LogHooks(Hooks):
         self._refusals_logged[code] = now
         return True
 
+    def on_partition_missing(self, missing: MissingPartition) -> None:
+        """A partition added is one line; a date that waits for one is an error, once per
+        date per minute while it waits (its retries are not logged again)."""
+        if missing.created:
+            assert missing.span is not None
+            log.info(
+                "added partition %s of %s for [%s, %s): a row dated %s had none",
+                missing.partition,
+                missing.table,
+                *missing.span,
+                missing.day,
+                extra={"event": "partition_added", "partition": missing.partition},
+            )
+            return
+        if not self._due(f"partition {missing.table} {missing.day}"):
+            return
+        fix = missing.statement()
+        log.error(
+            "no partition of %s holds %s and ingestor adds none (%s): batches with rows of "
+            "that date wait and are retried, nothing is rejected or lost; add it%s",
+            missing.table,
+            missing.day,
+            missing.problem,
+            f", e.g. {fix}" if fix else "",
+            extra={"event": "partition_missing", "table": missing.table, "day": str(missing.day)},
+        )
+
     def on_shutdown_timeout(self, timeout: float, held: int) -> None:
         log.error(
             "shutdown timeout (%.0f s) reached; handing %d uncommitted messages back to the queue",
@@ -215,7 +242,10 @@ class LogHooks(Hooks):
     def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
         if attempt != 1:
             return  # the same operation failing again: already counted
-        if not self._failing[stage]:
+        # Dates waiting for a partition have their own line (on_partition_missing): the
+        # outage is counted, so its end is logged, but not said twice.
+        told = isinstance(error, PartitionMissing) and error.days
+        if not self._failing[stage] and not told:
             log.warning(
                 "%s failing, retrying with backoff: %s",
                 stage,

@@ -28,7 +28,14 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from ingestor import __version__
 from ingestor.errors import IngestorError
-from ingestor.models import Processed, QueueDepth, Rejection, SqsBatchResult, WriteResult
+from ingestor.models import (
+    MissingPartition,
+    Processed,
+    QueueDepth,
+    Rejection,
+    SqsBatchResult,
+    WriteResult,
+)
 from ingestor.observe.readiness import Readiness
 from ingestor.ports import Buffers, Hooks
 
@@ -102,6 +109,15 @@ class PrometheusHooks(Hooks):
             "visibility_extensions", "Visibility extensions of held messages (heartbeat)"
         )
         self.batches = counter("batches_flushed", "Batches committed")
+        self.partitions_missing = counter(
+            "partition_missing",
+            "Writes of a batch with a row whose date no partition of user_logins holds, and "
+            "for which this copy may add none: the batch waits and is retried (per date, "
+            "per attempt)",
+        )
+        self.partitions_added = counter(
+            "partitions_added", "Partitions of user_logins this copy added for a row's date"
+        )
         self.retries = counter(
             "retries",
             "Transient failures retried, by stage (receive, write, delete, heartbeat, "
@@ -194,6 +210,9 @@ class PrometheusHooks(Hooks):
 
     def on_retry(self, stage: str, error: IngestorError, attempt: int, delay: float) -> None:
         self.retries.labels(code_label(stage), code_label(type(error).__name__)).inc()
+
+    def on_partition_missing(self, missing: MissingPartition) -> None:
+        (self.partitions_added if missing.created else self.partitions_missing).inc()
 
     def on_queue_depth(self, depth: QueueDepth) -> None:
         self.queue_visible.set(depth.visible)

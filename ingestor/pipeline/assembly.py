@@ -64,7 +64,7 @@ async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list
     async def attempt() -> list[str]:
         connection = await connect(settings.dsn)
         try:
-            return await migrate(connection)
+            return await migrate(connection, settings.partition_by)
         finally:
             await connection.close()
 

@@ -107,7 +107,7 @@ async def _run_pipeline(
     if isinstance(masker, VaultingMasker):
         hooks = HookChain(hooks, VaultMemory(masker))
     async with open_pool(settings, hooks) as pool:
-        sink = PostgresSink(pool, ErasureLedger(masker))
+        sink = PostgresSink(pool, ErasureLedger(masker), hooks)
         pipeline = Pipeline(queue, sink, Transformer(masker, settings.envelope), config, hooks)
         telemetry.attach(pipeline, queue, pool)
         erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None

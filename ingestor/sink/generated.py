@@ -86,33 +86,51 @@ def _merge(table: Table, target: tuple[str, ...]) -> str:
 
     ORDER BY the key takes row locks in key order, so concurrent writers (or consumers)
     merging overlapping batches cannot deadlock. xmax = 0 on the returned row means it was
-    inserted, not updated. A message that was rejected in an earlier delivery (a
-    constraint since dropped) leaves the rejects table: every message is in one table,
-    once. A tombstone in a PII column of the row a redelivery replaces stays: that value
-    was erased (forget), whatever the redelivered message carries."""
+    inserted, not updated (on a table that is not partitioned). A message that was
+    rejected in an earlier delivery (a constraint since dropped) leaves the rejects table:
+    every message is in one table, once. A tombstone in a PII column of the row a
+    redelivery replaces stays: that value was erased (forget), whatever the redelivered
+    message carries."""
     columns = ", ".join(table.column_names)
     updates = ",\n        ".join(
         _kept_tombstone(name) if name in table.pii_columns else f"{name} = EXCLUDED.{name}"
         for name in table.column_names
         if name not in target
     )
-    return f"""WITH merged AS (
+    merged = f"""merged AS (
     INSERT INTO {table.name} AS t ({columns})
     SELECT {columns}
     FROM {STAGING_TABLE}
     ORDER BY {table.key}
     ON CONFLICT ({", ".join(target)}) DO UPDATE SET
         {updates}
-    RETURNING (t.xmax = 0) AS inserted
+    RETURNING {"(t.xmax = 0) AS inserted" if target == (table.key,) else "1"}
 ),
 unrejected AS (
     DELETE FROM ingestor_rejects r
     USING {STAGING_TABLE} s
     WHERE r.message_id = s.{table.key}
-)
+)"""
+    if target == (table.key,):
+        return f"""WITH {merged}
 SELECT count(*) FILTER (WHERE inserted) AS inserted,
        count(*) FILTER (WHERE NOT inserted) AS replaced
 FROM merged"""
+    # A partitioned table cannot return xmax ("cannot retrieve a system column in this
+    # context"): the rows replaced are those the statement's snapshot already holds (a
+    # copy committing the same message meanwhile is counted as inserted; only the counts
+    # can differ, never the rows). Looked up row by row (LATERAL ... LIMIT 1: one index
+    # probe in the one partition of its date), never by a join the planner would hash
+    # over every partition.
+    held = " AND ".join(f"u.{name} = s.{name}" for name in target)
+    return f"""WITH {merged},
+held AS (
+    SELECT count(*) AS n
+    FROM {STAGING_TABLE} s
+    CROSS JOIN LATERAL (SELECT 1 FROM {table.name} u WHERE {held} LIMIT 1) found
+)
+SELECT (SELECT count(*) FROM merged) - held.n AS inserted, held.n AS replaced
+FROM held"""
 
 
 def _kept_tombstone(column: str) -> str:

@@ -6,6 +6,9 @@ Errors are classified by SQLSTATE, never by message text:
   statement_timeout): `StatementTimeout`, retried with smaller transactions;
 - what means the service cannot work at all (no such table or column, no privilege, a
   wrong database or credentials, no unique index to upsert on): `DatabaseError`, stop;
+- a row whose partition key no partition holds (23514 with no constraint, the table
+  named): `PartitionMissing`, the table's layout and not the row, never a reject; the
+  sink adds the partition when it may (`partitions.py`), else the batch is retried;
 - anything else: `RowRejected`. It may follow one row (a constraint, a DBA's trigger
   raising P0001, a value a column cannot hold), so the batch is bisected to find out;
   a refusal that follows every row trips the writers' breaker (`isolation.py`).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import getpass
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -30,6 +34,7 @@ from ingestor.errors import (
     DatabaseError,
     DatabaseUnavailable,
     IngestorError,
+    PartitionMissing,
     RowRejected,
     StatementTimeout,
 )
@@ -38,13 +43,16 @@ from ingestor.models import (
     REJECT_COLUMNS,
     VAULT_COLUMNS,
     LoginRow,
+    MissingPartition,
     Rejection,
     VaultEntry,
     WriteResult,
 )
-from ingestor.ports import Settler
-from ingestor.sink.generated import LOGINS, STAGING_TABLE
+from ingestor.ports import Hooks, Settler
+from ingestor.sink import partitions
+from ingestor.sink.generated import LOGINS, STAGING_TABLE, statements
 from ingestor.sink.queries import query
+from ingestor.table import USER_LOGINS
 from ingestor.terminal import printable
 
 COMMAND_TIMEOUT = 120.0  # seconds a statement may take before the client gives up on it
@@ -52,6 +60,9 @@ COMMAND_TIMEOUT = 120.0  # seconds a statement may take before the client gives 
 _TRANSIENT_CLASSES = ("08", "53", "57", "58", "40")
 _TRANSIENT_CODES = frozenset({"55P03", "55006", "25006"})  # lock busy, object in use, read-only
 QUERY_CANCELED = "57014"
+# A CHECK constraint's violation names its constraint; a row no partition takes (or one a
+# partition's bounds refuse) is 23514 with none, whatever language the server speaks.
+CHECK_VIOLATION = "23514"
 # The service cannot work: invalid credentials (28), no such database (3D), no privilege,
 # no such table or column, no unique index matching the upsert's ON CONFLICT.
 _FATAL_CLASSES = ("28", "3D")
@@ -77,6 +88,14 @@ def classify(error: BaseException) -> IngestorError:
     if state.startswith(_FATAL_CLASSES) or state in _FATAL_CODES:
         return DatabaseError(
             f"PostgreSQL refused the work (SQLSTATE {state}, {name}: {without_values(error)})"
+        )
+    table = getattr(error, "table_name", None)
+    if state == CHECK_VIOLATION and table and not getattr(error, "constraint_name", None):
+        return PartitionMissing(
+            f"no partition of {printable(table, 64)} holds a row's create_date "
+            f"(SQLSTATE {state}, {name})",
+            str(table),
+            detail=describe(error),
         )
     return RowRejected(state, describe(error))
 
@@ -222,12 +241,19 @@ async def connect(dsn: str) -> asyncpg.Connection:
 class PostgresSink:
     """Commits a batch: COPY rows into staging, settle them against the erasure ledger,
     insert new vault entries, merge into user_logins, upsert rejects; all in one
-    transaction. Implements `Sink`."""
+    transaction. Implements `Sink`.
 
-    def __init__(self, pool: asyncpg.Pool, ledger: Settler) -> None:
+    At its first write it reads what user_logins is: range-partitioned by create_date,
+    the merge upserts on (create_date, message_id). A row whose date has no partition
+    makes it add one when its role may, then write the batch again; else the batch fails
+    as transient (`PartitionMissing`, naming the dates) and is retried. Each such date is
+    reported to `hooks` (`on_partition_missing`)."""
+
+    def __init__(self, pool: asyncpg.Pool, ledger: Settler, hooks: Hooks | None = None) -> None:
         self._pool = pool
         self._ledger = ledger
-        self._merge = LOGINS.merge
+        self._hooks = hooks or Hooks()
+        self._merge: str | None = None  # chosen at the first write, by the table's layout
         self._reject = query("upsert_reject")
         self._unload = query("unload_rejected")
         self._vault = query("insert_vault")
@@ -237,6 +263,18 @@ class PostgresSink:
         rows: Sequence[LoginRow],
         rejects: Sequence[Rejection],
         vault: Sequence[VaultEntry] = (),
+    ) -> WriteResult:
+        try:
+            return await self._write(rows, rejects, vault)
+        except PartitionMissing as missing:
+            await self._provide(rows, missing)
+        return await self._write(rows, rejects, vault)
+
+    async def _write(
+        self,
+        rows: Sequence[LoginRow],
+        rejects: Sequence[Rejection],
+        vault: Sequence[VaultEntry],
     ) -> WriteResult:
         async with (
             mapped_errors(),
@@ -261,8 +299,58 @@ class PostgresSink:
     async def _merge_rows(self, connection: Any, rows: Sequence[LoginRow]) -> tuple[int, int]:
         if not rows:
             return 0, 0
+        if self._merge is None:
+            self._merge = await self._merge_for(connection)
         counts = await connection.fetchrow(self._merge)
         return int(counts["inserted"]), int(counts["replaced"])
+
+    async def _merge_for(self, connection: Any) -> str:
+        """The merge for what user_logins is: range-partitioned by create_date, its
+        conflict target holds the partition key."""
+        layout = await partitions.read_layout(connection, USER_LOGINS.name, USER_LOGINS.date)
+        if layout.kind == "other":
+            raise DatabaseError(layout.unsupported())
+        target = USER_LOGINS.partitioned_key if layout.partitioned else None
+        return statements(USER_LOGINS, target).merge
+
+    async def _provide(self, rows: Sequence[LoginRow], missing: PartitionMissing) -> None:
+        """After a row found no partition of user_logins: add what the batch's dates need,
+        or report why not and fail the batch as transient. Returns when the batch may be
+        written again (partitions added, by this copy or another meanwhile). A partition
+        that refused a row itself (its bounds, after a trigger changed the row's date) is
+        a refusal of that row: bisected, as any other."""
+        if missing.table != USER_LOGINS.name:
+            raise RowRejected(CHECK_VIOLATION, missing.detail or str(missing))
+        days = {row.create_date for row in rows}
+        try:
+            async with mapped_errors(), self._pool.acquire() as connection:
+                events = await partitions.provide(connection, missing.table, days, USER_LOGINS.date)
+        except RowRejected as refused:  # the catalogs refused a question: never the row's fault
+            raise PartitionMissing(
+                f"{missing}; reading the partitions of {missing.table} failed: {refused.detail}",
+                missing.table,
+            ) from None
+        for event in events:
+            self._hooks.on_partition_missing(event)
+        waiting = [event for event in events if not event.created]
+        if waiting:
+            raise PartitionMissing(waiting_message(waiting), missing.table, _days(waiting))
+
+
+def waiting_message(waiting: Sequence[MissingPartition]) -> str:
+    """The one line that says which dates wait for a partition, why, and what to do."""
+    first = waiting[0]
+    days = ", ".join(event.day.isoformat() for event in waiting)
+    fix = f": {first.statement()}" if first.statement() else ""
+    return (
+        f"no partition of {first.table} holds {days} and it has no DEFAULT partition; "
+        f"ingestor adds none ({first.problem}). The batch waits and is retried, nothing is "
+        f"rejected or lost, until a partition holds it{fix}"
+    )
+
+
+def _days(events: Sequence[MissingPartition]) -> tuple[dt.date, ...]:
+    return tuple(event.day for event in events)
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,10 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
+# pg_advisory_xact_lock key of the migrations, and of adding a partition: "ingestor" as a
+# number, so other applications' locks differ.
+MIGRATION_LOCK = 0x696E676573746F72
+
 
 @cache
 def query(name: str) -> str:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
 
-from ingestor.errors import DatabaseError, DatabaseUnavailable, RowRejected, StatementTimeout
+from ingestor.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    RowRejected,
+    StatementTimeout,
+    TransientError,
+)
 from ingestor.sink.postgres import classify
 
 
@@ -64,3 +72,38 @@ def test_a_refusal_keeps_the_servers_message_without_its_values() -> None:
     assert '"guard"' in reason
     for value in ("593-47-5928", "10.1.2.3", "fe80::1", "bob@example.com"):
         assert value not in reason
+
+
+def routing_failure(message: str = 'no partition of relation "user_logins" found for row') -> Any:
+    """What PostgreSQL raises for a row whose partition key no partition holds: 23514
+    with the partitioned table named and no constraint (its DETAIL quotes the key)."""
+    error = asyncpg.exceptions.CheckViolationError(message)
+    error.schema_name = "public"  # type: ignore[attr-defined]
+    error.table_name = "user_logins"  # type: ignore[attr-defined]
+    error.detail = "Partition key of the failing row contains (create_date) = (2030-01-01)."  # type: ignore[attr-defined]
+    return error
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'no partition of relation "user_logins" found for row',
+        # lc_messages in German: the message is no guide, the fields are
+        'keine Partition von Relation "user_logins" für Zeile gefunden',
+    ],
+)
+def test_a_row_whose_date_has_no_partition_is_not_a_refused_row(message: str) -> None:
+    # A routing failure is the table's layout, not the row: it must never become a
+    # db_23514 reject, but a transient failure of the batch
+    mapped = classify(routing_failure(message))
+    assert not isinstance(mapped, RowRejected)
+    assert isinstance(mapped, TransientError)
+    assert "user_logins" in str(mapped)
+    assert "2030" not in str(mapped)  # the server's detail quotes the key: never repeated
+
+
+def test_a_check_constraint_is_still_a_refused_row_whatever_the_language() -> None:
+    error = asyncpg.exceptions.CheckViolationError('neue Zeile verletzt "no_evil"')
+    error.table_name = "user_logins"  # type: ignore[attr-defined]
+    error.constraint_name = "no_evil"  # type: ignore[attr-defined]
+    assert isinstance(classify(error), RowRejected)

@@ -10,9 +10,18 @@ CREATE TABLE IF NOT EXISTS user_logins(
 );
 
 -- Idempotent loading: a redelivered SQS message (same MessageId) replaces its row.
--- Rows loaded before ingestor have NULL here, which the unique index allows.
+-- Rows loaded before ingestor have NULL here, which the unique index allows. A unique
+-- index on a partitioned table must hold its partition key: migrate gives a table
+-- range-partitioned by create_date one on (message_id, create_date) before this runs
+-- (sink/sql/partitioned_key.sql), and PostgreSQL refuses this one there even when its
+-- name is taken.
 ALTER TABLE user_logins ADD COLUMN IF NOT EXISTS message_id varchar(128);
-CREATE UNIQUE INDEX IF NOT EXISTS user_logins_message_id_key ON user_logins (message_id);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'user_logins'::regclass) THEN
+        CREATE UNIQUE INDEX IF NOT EXISTS user_logins_message_id_key ON user_logins (message_id);
+    END IF;
+END $$;
 
 -- Messages that break a rule, with the reason. `body` is the JSON object with its PII
 -- fields masked; a body that is not a JSON object is kept only as kind, size and digest.

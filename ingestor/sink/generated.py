@@ -35,6 +35,7 @@ class Statements:
     replace_tokens: str
     rekey_rows: str
     unvaulted_rows: str
+    create_partitioned: str
 
 
 @cache
@@ -58,6 +59,9 @@ def statements(table: Table = USER_LOGINS, conflict: tuple[str, ...] | None = No
       rewritten moves to a later block, where its new tokens match nothing in the map.
     - unvaulted_rows: rows holding a token with no vault entry (loaded before the vault
       was on): rekey cannot recompute them. Tombstones are not counted.
+    - create_partitioned: the table range-partitioned by its date, when there is none
+      yet (`migrate --partition-by`): its columns as migration 0001 makes them, the key
+      last.
     """
     return Statements(
         staging=_staging(table),
@@ -69,6 +73,16 @@ def statements(table: Table = USER_LOGINS, conflict: tuple[str, ...] | None = No
         replace_tokens=_replace_tokens(table),
         rekey_rows=_rekey_rows(table),
         unvaulted_rows=_unvaulted_rows(table),
+        create_partitioned=_create_partitioned(table),
+    )
+
+
+def _create_partitioned(table: Table) -> str:
+    ordered = [c for c in table.columns if c.name != table.key]
+    ordered += [c for c in table.columns if c.name == table.key]
+    columns = ",\n".join(f"    {c.name} {c.type}" for c in ordered)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table.name}(\n{columns}\n) PARTITION BY RANGE ({table.date})"
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from ingestor.errors import DatabaseError
 from ingestor.models import PartitionBy
 from ingestor.settings import env_name
+from ingestor.sink.generated import statements
 from ingestor.sink.partitions import (
     Layout,
     Partition,
@@ -118,7 +119,7 @@ async def _partitioned_table(connection: Any, partition_by: PartitionBy) -> Layo
     layout = await read_layout(connection, USER_LOGINS.name, USER_LOGINS.date)
     created = None
     if layout.kind == "missing" and partition_by == "month":
-        await connection.execute(query("partitioned_user_logins"))
+        await connection.execute(statements().create_partitioned)
         created = await _first_months(connection)
     if created is not None or (
         layout.partitioned and not await _idempotency_index(connection, layout)

@@ -7,9 +7,9 @@ person can act on. Reasons name fields and describe shapes, never values: a valu
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingestor.table import canonical_ip
 
@@ -24,6 +24,10 @@ _VERSION = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,3}))?(?:\.([0-9]{1,3}))?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EPOCH = dt.date(1970, 1, 1)
 _MS_PER_DAY = 86_400_000
+_DATES: dict[int, dt.date] = {}  # day number -> date: a timedelta per message cost a microsecond
+_DATES_KEPT = 1_024
+_VERSIONS: dict[str, int] = {}  # valid version text -> number (not PII: an app's versions)
+_VERSIONS_KEPT = 4_096
 
 
 class Invalid(ValueError):
@@ -35,9 +39,9 @@ class Invalid(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Fields:
-    """A valid event's fields, ip canonicalised, ready to be masked."""
+class Fields(NamedTuple):
+    """A valid event's fields, ip canonicalised, ready to be masked (one per message: a
+    NamedTuple is immutable and cheaper to make than a frozen dataclass)."""
 
     user_id: str
     device_type: str | None
@@ -49,6 +53,15 @@ class Fields:
 
 def app_version_number(text: str) -> int:
     """'2.3.0' -> 2003000: major*1_000_000 + minor*1_000 + patch (order-preserving)."""
+    number = _VERSIONS.get(text)
+    if number is None:  # an app has few versions live at once: most are looked up
+        if len(_VERSIONS) >= _VERSIONS_KEPT:
+            _VERSIONS.clear()
+        number = _VERSIONS[text] = _version_number(text)
+    return number
+
+
+def _version_number(text: str) -> int:
     match = _VERSION.fullmatch(text)
     if match is None:
         raise ValueError(text)
@@ -68,7 +81,13 @@ def app_version_text(number: int) -> str:
 
 def create_date(sent_timestamp_ms: int) -> dt.date:
     """The UTC date of the message's SQS SentTimestamp (a replay gives the same date)."""
-    return _EPOCH + dt.timedelta(days=sent_timestamp_ms // _MS_PER_DAY)
+    day = sent_timestamp_ms // _MS_PER_DAY
+    date = _DATES.get(day)
+    if date is None:  # a queue's messages span a few days: the cache stays small
+        if len(_DATES) >= _DATES_KEPT:
+            _DATES.clear()
+        date = _DATES[day] = _EPOCH + dt.timedelta(days=day)
+    return date
 
 
 def validate(event: dict[str, Any]) -> Fields:
@@ -97,6 +116,15 @@ def passes_rule(field: str, value: object) -> bool:
 
 
 def _text(value: object, field: str, limit: int) -> str:
+    # One regular expression checks a valid value whole (not empty, not too long, no
+    # control character); only a value it refuses is looked at again, for the reason.
+    if isinstance(value, str) and _valid_text(limit).fullmatch(value) is not None:
+        return value
+    return _refuse_text(value, field, limit)
+
+
+def _refuse_text(value: object, field: str, limit: int) -> str:
+    """Raise the reason `value` is not a valid text of `field` (or return it if it is)."""
     if not isinstance(value, str):
         raise Invalid(f"invalid_{field}", f"{field} must be a string (got {json_kind(value)})")
     if not value:
@@ -109,6 +137,13 @@ def _text(value: object, field: str, limit: int) -> str:
     if _CONTROL.search(value):
         raise Invalid(f"invalid_{field}", f"{field} contains control characters")
     return value
+
+
+@functools.cache
+def _valid_text(limit: int) -> re.Pattern[str]:
+    """What a valid text field is, as one pattern: 1 to `limit` characters, none of them
+    a control character (the rules `_refuse_text` explains one by one)."""
+    return re.compile(rf"[^\x00-\x1f\x7f]{{1,{limit}}}")
 
 
 def _optional_text(value: object, field: str, limit: int) -> str | None:

@@ -51,10 +51,8 @@ def canonical_ip(text: str) -> str:
         # A dotted quad without leading zeros is its own canonical form; one regex call is
         # several times cheaper than ipaddress's parser on the hot path.
         return text
-    try:
+    if ":" not in text:  # no IPv6 text lacks one: IPv4's parser alone decides
         return str(ipaddress.IPv4Address(text))  # rejects what the regex did not take
-    except ValueError:
-        pass
     address = ipaddress.IPv6Address(text)
     mapped = address.ipv4_mapped
     return str(mapped) if mapped is not None else address.compressed

@@ -7,7 +7,6 @@ person can act on. Reasons name fields and describe shapes, never values: a valu
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from typing import Any, NamedTuple
 
@@ -92,16 +91,17 @@ def create_date(sent_timestamp_ms: int) -> dt.date:
 
 def validate(event: dict[str, Any]) -> Fields:
     """Check every field of a parsed body and return them flattened, or raise `Invalid`."""
-    user_id = event.get("user_id")
+    get = event.get
+    user_id = get("user_id")
     if user_id is None or user_id == "":
         raise Invalid("missing_user_id", "user_id is required (a non-empty string)")
     return Fields(
-        user_id=_text(user_id, "user_id", USER_ID_MAX),
-        device_type=_optional_text(event.get("device_type"), "device_type", DEVICE_TYPE_MAX),
-        ip=_ip(event.get("ip")),
-        device_id=_optional_text(event.get("device_id"), "device_id", DEVICE_ID_MAX),
-        locale=_optional_text(event.get("locale"), "locale", LOCALE_MAX),
-        app_version=_app_version(event.get("app_version")),
+        _USER_ID.text(user_id),
+        _DEVICE_TYPE.checked(get("device_type")),
+        _ip(get("ip")),
+        _DEVICE_ID.checked(get("device_id")),
+        _LOCALE.checked(get("locale")),
+        _app_version(get("app_version")),
     )
 
 
@@ -115,45 +115,60 @@ def passes_rule(field: str, value: object) -> bool:
     return True
 
 
-def _text(value: object, field: str, limit: int) -> str:
-    # One regular expression checks a valid value whole (not empty, not too long, no
-    # control character); only a value it refuses is looked at again, for the reason.
-    if isinstance(value, str) and _valid_text(limit).fullmatch(value) is not None:
+class _TextRule:
+    """A text field's rule: 1 to `limit` characters, none of them a control character,
+    or null. One regular expression accepts a valid value whole, in one call per value;
+    only a value it refuses is looked at again, for the reason."""
+
+    __slots__ = ("_accepts", "field", "limit")
+
+    def __init__(self, field: str, limit: int) -> None:
+        self.field = field
+        self.limit = limit
+        self._accepts = re.compile(rf"[^\x00-\x1f\x7f]{{1,{limit}}}").fullmatch
+
+    def checked(self, value: object) -> str | None:
+        """The value, valid or null; else `Invalid`."""
+        if value is None:
+            return None
+        if isinstance(value, str) and self._accepts(value) is not None:
+            return value
+        return self.refuse(value)
+
+    def text(self, value: object) -> str:
+        """The value, valid and not null; else `Invalid`."""
+        if isinstance(value, str) and self._accepts(value) is not None:
+            return value
+        return self.refuse(value)
+
+    def refuse(self, value: object) -> str:
+        """Raise the reason `value` is not valid (or return it, if it is)."""
+        field, limit = self.field, self.limit
+        if not isinstance(value, str):
+            raise Invalid(f"invalid_{field}", f"{field} must be a string (got {json_kind(value)})")
+        if not value:
+            raise Invalid(f"invalid_{field}", f"{field} must not be empty (omit it or send null)")
+        if len(value) > limit:
+            raise Invalid(
+                f"invalid_{field}",
+                f"{field} is {len(value)} characters long; at most {limit} fit its column",
+            )
+        if _CONTROL.search(value):
+            raise Invalid(f"invalid_{field}", f"{field} contains control characters")
         return value
-    return _refuse_text(value, field, limit)
 
 
-def _refuse_text(value: object, field: str, limit: int) -> str:
-    """Raise the reason `value` is not a valid text of `field` (or return it if it is)."""
-    if not isinstance(value, str):
-        raise Invalid(f"invalid_{field}", f"{field} must be a string (got {json_kind(value)})")
-    if not value:
-        raise Invalid(f"invalid_{field}", f"{field} must not be empty (omit it or send null)")
-    if len(value) > limit:
-        raise Invalid(
-            f"invalid_{field}",
-            f"{field} is {len(value)} characters long; at most {limit} fit its column",
-        )
-    if _CONTROL.search(value):
-        raise Invalid(f"invalid_{field}", f"{field} contains control characters")
-    return value
-
-
-@functools.cache
-def _valid_text(limit: int) -> re.Pattern[str]:
-    """What a valid text field is, as one pattern: 1 to `limit` characters, none of them
-    a control character (the rules `_refuse_text` explains one by one)."""
-    return re.compile(rf"[^\x00-\x1f\x7f]{{1,{limit}}}")
-
-
-def _optional_text(value: object, field: str, limit: int) -> str | None:
-    return None if value is None else _text(value, field, limit)
+_USER_ID = _TextRule("user_id", USER_ID_MAX)
+_DEVICE_TYPE = _TextRule("device_type", DEVICE_TYPE_MAX)
+_DEVICE_ID = _TextRule("device_id", DEVICE_ID_MAX)
+_LOCALE = _TextRule("locale", LOCALE_MAX)
+_IP = _TextRule("ip", IP_MAX)
 
 
 def _ip(value: object) -> str | None:
-    if value is None:
+    text = _IP.checked(value)
+    if text is None:
         return None
-    text = _text(value, "ip", IP_MAX)
     try:
         return canonical_ip(text)
     except ValueError:
@@ -190,8 +205,8 @@ def json_kind(value: object) -> str:
 
 
 _FIELD_RULES = {
-    "user_id": lambda value: _optional_text(value, "user_id", USER_ID_MAX),
-    "device_type": lambda value: _optional_text(value, "device_type", DEVICE_TYPE_MAX),
-    "locale": lambda value: _optional_text(value, "locale", LOCALE_MAX),
+    "user_id": _USER_ID.checked,
+    "device_type": _DEVICE_TYPE.checked,
+    "locale": _LOCALE.checked,
     "app_version": _app_version,
 }

@@ -246,13 +246,13 @@ def envelope_from(message: dict[str, Any]) -> Envelope:
     """An `Envelope` from one message of a ReceiveMessage response."""
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
-    return Envelope(
-        message_id=message["MessageId"],
-        receipt_handle=message["ReceiptHandle"],
-        body=message.get("Body", ""),
+    return Envelope(  # positional: one per message (message_id, receipt_handle, body, ...)
+        message["MessageId"],
+        message["ReceiptHandle"],
+        message.get("Body", ""),
         # Real SQS always sends SentTimestamp; an emulator that does not gets receive time.
-        sent_timestamp_ms=int(sent) if sent is not None else int(time.time() * 1000),
-        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+        int(sent) if sent is not None else int(time.time() * 1000),
+        int(attributes.get("ApproximateReceiveCount", 1)),
     )
 
 

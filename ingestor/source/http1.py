@@ -58,6 +58,7 @@ _STATUS_LINE = re.compile(rf"HTTP/1\.[01] [1-9][0-9][0-9](?: {_TEXT})?")
 _HEAD_FORMAT = re.compile(rf"{_STATUS_LINE.pattern}(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:{_TEXT})*")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _CHUNK_LINE_LIMIT = 4096  # a chunk's size line, extensions included
+_LENGTH_DIGITS = 18  # of a Content-Length: far over any limit, and always an int
 
 # What the parser of a connection is waiting for.
 _IDLE, _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(5)
@@ -697,9 +698,14 @@ def _keeps_alive(version: str, fields: dict[str, str]) -> bool:
 
 def _content_length(value: str, name: str) -> int:
     """A Content-Length; repeated ones must agree (RFC 9110 section 8.6)."""
-    if value.isascii() and value.isdigit():  # (most answers)
+    if value.isascii() and value.isdigit() and len(value) <= _LENGTH_DIGITS:  # (most answers)
         return int(value)
     lengths = {part.strip() for part in value.split(",")}
-    if len(lengths) != 1 or not all(part.isdigit() and part.isascii() for part in lengths):
+    if len(lengths) != 1 or not all(_digits(part) for part in lengths):
         raise HttpError(f"{name}: answered with a malformed Content-Length")
     return int(lengths.pop())
+
+
+def _digits(text: str) -> bool:
+    # A length, and one int() reads (it refuses over 4300 digits with a ValueError)
+    return text.isascii() and text.isdigit() and len(text) <= _LENGTH_DIGITS

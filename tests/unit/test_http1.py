@@ -548,3 +548,18 @@ async def test_http_through_a_proxy_in_absolute_form(server: Server) -> None:
     assert request.headers["host"] == "sqs.http1-test.invalid:4566"
     assert request.headers["proxy-authorization"] == "Basic dXNlcjpwYXNz"
     assert server.connections == 1
+
+
+# -- review: hostile answers, RFC 9112 framing, the pool's limit across origins ------
+
+
+async def test_a_content_length_of_thousands_of_digits_is_a_malformed_answer(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Python refuses to convert over 4300 digits (a ValueError, not an HttpError): it
+    # must not escape the protocol's callback (asyncio's "Fatal error" log)
+    server.replies = [Reply(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 5_000 + b"\r\n\r\n")]
+    async with Pool(1) as pool:
+        with pytest.raises(HttpError, match="malformed Content-Length"):
+            await post(pool, origin(server.url))
+    assert "Fatal error" not in caplog.text

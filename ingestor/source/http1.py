@@ -384,8 +384,10 @@ class _Connection(asyncio.Protocol):
         self._fields: dict[str, str] = {}
         self._keep_alive = False
         self._length = 0  # of the body (_LENGTH); of the current chunk's data (_CHUNKED)
-        self._chunks: list[bytes] = []
-        self._received = 0  # bytes of a chunked body
+        # A chunked body's data, in one buffer: a list of chunks costs ~40 bytes a chunk
+        # (a server sending one-byte chunks would hold 40 times the limit)
+        self._chunks = bytearray()
+        self._received = 0  # bytes of a chunked body as sent: data, size lines and CRLFs
         self._answered = False  # a byte of the awaited answer arrived
         self._closed_here = False  # closed by this side: a close is no end of a body then
 
@@ -572,7 +574,7 @@ class _Connection(asyncio.Protocol):
             if length is not None:  # both: chunked wins, the connection is not kept
                 self._keep_alive = False
             self._state, self._length, self._received = _CHUNKED, _CHUNK_SIZE_LINE, 0
-            self._chunks = []
+            self._chunks = bytearray()
         elif length is not None:
             self._length = _content_length(length, self._origin.name)
             if self._length > self._limits.body:
@@ -591,12 +593,12 @@ class _Connection(asyncio.Protocol):
                 return False
             if buffer[size : size + 2] != b"\r\n":
                 raise HttpError(f"{name}: a chunk of an answer does not end with CRLF")
-            self._chunks.append(bytes(buffer[:size]))
+            self._chunks += buffer[:size]
             del buffer[: size + 2]
             self._length = _CHUNK_SIZE_LINE
             return True
         end = buffer.find(b"\r\n")
-        if end < 0:
+        if end < 0 or end > _CHUNK_LINE_LIMIT:
             if len(buffer) > _CHUNK_LINE_LIMIT:
                 raise HttpError(f"{name}: a chunk's size line is over {_CHUNK_LINE_LIMIT} bytes")
             return False
@@ -608,7 +610,9 @@ class _Connection(asyncio.Protocol):
         if not _CHUNK_SIZE.fullmatch(digits):
             raise HttpError(f"{name}: a chunk's size is not hexadecimal")
         self._length = int(digits, 16)
-        self._received += self._length
+        # The framing counts too: else chunks of one byte behind long extensions are
+        # an endless answer within the limit
+        self._received += end + 4 + self._length
         if self._received > self._limits.body:
             raise self._over_limit()
         if self._length == 0:
@@ -621,8 +625,8 @@ class _Connection(asyncio.Protocol):
             if self._received > self._limits.body:
                 raise self._over_limit()
             return True
-        self._finish(b"".join(self._chunks))
-        self._chunks = []
+        self._finish(bytes(self._chunks))
+        self._chunks = bytearray()
         return True
 
     def _finish(self, body: bytes) -> None:

@@ -563,3 +563,14 @@ async def test_a_content_length_of_thousands_of_digits_is_a_malformed_answer(
         with pytest.raises(HttpError, match="malformed Content-Length"):
             await post(pool, origin(server.url))
     assert "Fatal error" not in caplog.text
+
+
+async def test_chunked_framing_counts_against_the_body_limit(server: Server) -> None:
+    # Given chunks of one byte of data behind long extensions: 200 bytes of data, 4 KB sent
+    chunks = b"1;ext=" + b"e" * 12 + b"\r\nx\r\n"
+    server.replies = [
+        Reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks * 200)
+    ]
+    async with Pool(1, body_limit=1_000) as pool:
+        with pytest.raises(HttpError, match="body is over 1000 bytes"):
+            await post(pool, origin(server.url))

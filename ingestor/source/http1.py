@@ -697,7 +697,8 @@ def _keeps_alive(version: str, fields: dict[str, str]) -> bool:
     tokens = {token.strip().lower() for token in fields.get("connection", "").split(",")}
     if version == "1":
         return "close" not in tokens
-    return "keep-alive" in tokens and "close" not in tokens
+    # RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, not kept
+    return "keep-alive" in tokens and "close" not in tokens and "transfer-encoding" not in fields
 
 
 def _content_length(value: str, name: str) -> int:

@@ -574,3 +574,17 @@ async def test_chunked_framing_counts_against_the_body_limit(server: Server) -> 
     async with Pool(1, body_limit=1_000) as pool:
         with pytest.raises(HttpError, match="body is over 1000 bytes"):
             await post(pool, origin(server.url))
+
+
+async def test_chunked_in_http_1_0_is_read_but_the_connection_not_kept(server: Server) -> None:
+    # RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing
+    server.replies = [
+        Reply(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nok\r\n0\r\n\r\n"
+        )
+    ]
+    async with Pool(1) as pool:
+        assert await post(pool, origin(server.url)) == (200, b"ok")
+        await post(pool, origin(server.url))
+    assert server.connections == 2

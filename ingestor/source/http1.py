@@ -380,6 +380,7 @@ class _Connection(asyncio.Protocol):
         self._tunnelling = False
         self._state = _IDLE
         self._scanned = 0  # bytes of the buffer known not to end the head
+        self._interim = 0  # bytes of the interim answers' heads (1xx) before the final one
         self._status = 0
         self._fields: dict[str, str] = {}
         self._keep_alive = False
@@ -451,7 +452,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = waiter
         self._tunnelling = tunnel
         self._state = _HEAD
-        self._scanned = 0
+        self._scanned = self._interim = 0
         self._answered = False
         self.reusable = False
         self._last_read = now = loop.time()
@@ -548,6 +549,9 @@ class _Connection(asyncio.Protocol):
         if status < 200:  # an interim answer (100 Continue): the final one follows
             if status == 101:
                 raise HttpError(f"{self._origin.name}: answered 101 Switching Protocols unasked")
+            self._interim += end + 4  # (else endless 100 Continues are an endless answer)
+            if self._interim > limit:
+                raise HttpError(f"{self._origin.name}: an answer's head is over {limit} bytes")
             return True
         self._status, self._fields = status, fields
         self._keep_alive = _keeps_alive(version, fields)

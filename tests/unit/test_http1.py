@@ -588,3 +588,10 @@ async def test_chunked_in_http_1_0_is_read_but_the_connection_not_kept(server: S
         assert await post(pool, origin(server.url)) == (200, b"ok")
         await post(pool, origin(server.url))
     assert server.connections == 2
+
+
+async def test_endless_interim_answers_are_an_error(server: Server) -> None:
+    server.replies = [Reply(b"HTTP/1.1 100 Continue\r\n\r\n" * 2_000 + ok())]
+    async with Pool(1, head_limit=1_024) as pool:
+        with pytest.raises(HttpError, match="head is over 1024 bytes"):
+            await post(pool, origin(server.url))

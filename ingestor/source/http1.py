@@ -232,6 +232,7 @@ class Pool:
         self._limits = _Limits(read_timeout, head_limit, body_limit)
         self._idle: dict[tuple[object, ...], list[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._connecting = 0  # connections being opened: not in `_open` yet, but counted
         self._closed = False
 
     async def __aenter__(self) -> Pool:
@@ -307,9 +308,10 @@ class Pool:
         self._slots.release()
 
     async def _connect(self, to: Origin) -> _Connection:
-        if len(self._open) >= self._limit:
+        if len(self._open) + self._connecting >= self._limit:
             self._close_an_idle_one()  # of another origin: every slot of this one is taken
         connection = _Connection(to, self._limits, self._open.discard)
+        self._connecting += 1
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await connection.open()
@@ -327,6 +329,8 @@ class Pool:
         except BaseException:
             connection.abort()
             raise
+        finally:
+            self._connecting -= 1
         if self._closed:  # the pool closed while this one was connecting
             connection.abort()
             raise HttpError(f"{to.name}: the connection pool is closed")

@@ -595,3 +595,14 @@ async def test_endless_interim_answers_are_an_error(server: Server) -> None:
     async with Pool(1, head_limit=1_024) as pool:
         with pytest.raises(HttpError, match="head is over 1024 bytes"):
             await post(pool, origin(server.url))
+
+
+async def test_the_pool_limit_holds_across_origins_connecting_at_once() -> None:
+    async with Server().running() as first, Server().running() as second:
+        async with Pool(2) as pool:
+            await post(pool, origin(first.url))  # one idle connection to the first
+            answers = await asyncio.gather(*(post(pool, origin(second.url)) for _ in range(2)))
+            assert answers == [(200, b'{"a": 1}')] * 2
+            assert pool.open_connections <= 2
+        await wait_until(lambda: first.open + second.open == 0, 5, "the connections to close")
+    assert first.closed_by_client == 1  # the idle one was closed to make room

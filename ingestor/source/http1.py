@@ -37,7 +37,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiohappyeyeballs
@@ -120,10 +120,11 @@ class Origin:
     port: int
     tls: ssl.SSLContext | None
     proxy: Proxy | None
-    head: str  # the request line, Host and the fixed headers of every request
-    breaks: int  # line breaks in `head`
-    tunnel: bytes  # the CONNECT request to a proxy, for an https endpoint through one
-    key: tuple[object, ...] = ()  # what the pool keeps connections apart by
+    # Not in repr: Proxy-Authorization is in these three (an origin in a log or a traceback)
+    head: str = field(repr=False)  # the request line, Host and the fixed headers of every request
+    breaks: int = field(repr=False)  # line breaks in `head`
+    tunnel: bytes = field(repr=False)  # the CONNECT request to a proxy, for https through one
+    key: tuple[object, ...] = field(default=(), repr=False)  # what the pool keeps apart by
     unusable: str | None = None  # why no request can be sent, when the URL is not usable
 
 

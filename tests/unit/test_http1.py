@@ -606,3 +606,10 @@ async def test_the_pool_limit_holds_across_origins_connecting_at_once() -> None:
             assert pool.open_connections <= 2
         await wait_until(lambda: first.open + second.open == 0, 5, "the connections to close")
     assert first.closed_by_client == 1  # the idle one was closed to make room
+
+
+def test_an_origin_does_not_show_its_proxy_credentials() -> None:
+    headers = {"Proxy-Authorization": "Basic c2VjcmV0OnNlY3JldA=="}
+    for url in ("http://sqs.example:4566/", "https://sqs.example/"):
+        to = origin(url, None, "http://proxy.example:3128", headers)
+        assert "c2VjcmV0" not in repr(to)

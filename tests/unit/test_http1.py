@@ -613,3 +613,19 @@ def test_an_origin_does_not_show_its_proxy_credentials() -> None:
     for url in ("http://sqs.example:4566/", "https://sqs.example/"):
         to = origin(url, None, "http://proxy.example:3128", headers)
         assert "c2VjcmV0" not in repr(to)
+
+
+async def test_many_callers_cancelled_at_any_point_leak_nothing(server: Server) -> None:
+    to = origin(server.url)
+    async with Pool(4) as pool:
+        for _ in range(5):
+            tasks = [asyncio.create_task(post(pool, to)) for _ in range(256)]
+            for step in range(64):  # cancel callers at every stage of their requests
+                await asyncio.sleep(0)
+                tasks[step * 4].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            assert pool.open_connections <= 4
+            assert all(connection.reusable for stack in pool._idle.values() for connection in stack)
+            answers = await asyncio.gather(*(post(pool, to) for _ in range(8)))
+            assert answers == [(200, b'{"a": 1}')] * 8  # every slot came back
+    assert server.most_open <= 4

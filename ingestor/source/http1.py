@@ -565,7 +565,9 @@ class _Connection(asyncio.Protocol):
 
     def _frame(self, status: int, fields: dict[str, str]) -> None:
         """How the body ends (RFC 9112 section 6.3), and the state that reads it."""
-        if (self._tunnelling and 200 <= status < 300) or status in (204, 304):
+        # A tunnel's answer has no body when granted; when refused, its body is not read
+        # (the connection is dropped): a 407 without a length would end only with a close
+        if self._tunnelling or status in (204, 304):
             self._finish(b"")
             return
         coding = fields.get("content-encoding", "identity").strip().lower()

@@ -629,3 +629,18 @@ async def test_many_callers_cancelled_at_any_point_leak_nothing(server: Server) 
             answers = await asyncio.gather(*(post(pool, to) for _ in range(8)))
             assert answers == [(200, b'{"a": 1}')] * 8  # every slot came back
     assert server.most_open <= 4
+
+
+async def test_a_proxy_refusing_the_tunnel_without_a_body_length_is_named_at_once(
+    authority: trustme.CA,
+) -> None:
+    # Given a proxy whose 407 has no Content-Length and which keeps the connection open:
+    # its body (unread: the connection is dropped) would end only with the connection
+    async with Server().running() as refusing:
+        refusing.replies = [
+            Reply(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\nlogin", hang=True)
+        ]
+        to = origin("https://sqs.example:443/", client_tls(authority), refusing.url)
+        async with Pool(1) as pool:
+            with pytest.raises(HttpError, match=r"refused a tunnel \(HTTP 407\)"):
+                await post(pool, to)

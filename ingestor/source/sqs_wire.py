@@ -1,10 +1,12 @@
 """The hot SQS calls spoken directly: ReceiveMessage, DeleteMessageBatch and
-ChangeMessageVisibilityBatch in SQS's JSON protocol over aiohttp, signed with SigV4 as
-botocore signs it (`sigv4.Signer`), serialised and parsed with orjson.
+ChangeMessageVisibilityBatch in SQS's JSON protocol, signed with SigV4 as botocore signs
+it (`sigv4.Signer`), serialised and parsed with orjson, sent over an HTTP/1.1 client of
+its own (`http1.Pool`).
 
 Why: profiling the service put two thirds of its CPU in aiobotocore's generic request
 path (model-driven serialisation, the event system, the user-agent string, response
-parsing), per call, on one core. Three calls with fixed shapes do not need it.
+parsing), per call, on one core. Three calls with fixed shapes do not need it. Then half
+of what was left was aiohttp's request path, which `http1` replaces.
 
 What it must not do is decide anything aiobotocore decides: the endpoint, the region,
 the proxy, the CA bundle and the user agent come from the aiobotocore client
@@ -20,13 +22,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from ingestor.errors import QueueError, QueueUnavailable, StaleCredentials
 from ingestor.models import EntryFailure, Envelope
 from ingestor.source.aws import Aws, Credentials, Route
+from ingestor.source.http1 import Pool, origin
 from ingestor.source.sigv4 import Signer
 from ingestor.source.sqs import (
     ATTRIBUTES,
@@ -54,7 +55,7 @@ class WireSqs(SqsQueue):
         self,
         aws: Aws,
         queue_url: str,
-        http: aiohttp.ClientSession,
+        http: Pool,
         clock: Callable[[], float] = time.time,  # the signatures' (tests fix it)
     ) -> None:
         super().__init__(aws.client, queue_url, aws.credentials)
@@ -62,10 +63,8 @@ class WireSqs(SqsQueue):
         self._http = http
         self._route: Route = aws.route
         self._signer = Signer(aws.route.url, aws.route.region, "sqs", _STATIC_HEADERS, clock)
-        # Parsed once: aiohttp parses a URL given as text on every call (6% of its time).
-        self._url = _parsed(aws.route.url)
-        self._proxy = None if aws.route.proxy is None else _parsed(aws.route.proxy)
-        self._ssl = aws.route.tls if aws.route.tls is not None else True
+        route = aws.route
+        self._origin = origin(route.url, route.tls, route.proxy, route.proxy_headers)
 
     async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
         payload: dict[str, Any] = {
@@ -94,23 +93,13 @@ class WireSqs(SqsQueue):
         body = orjson.dumps(payload)
         used = await self._wire_credentials.frozen()
         headers = self._signed(target, body, used)
-        route = self._route
         try:
-            async with self._http.post(
-                self._url,
-                data=body,
-                headers=headers,
-                proxy=self._proxy,
-                proxy_headers=route.proxy_headers,
-                ssl=self._ssl,
-            ) as response:
-                data = await response.read()
-                if response.status != 200:
-                    raise await self._wire_refused(
-                        target, response.status, response.headers, data, used
-                    )
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            raise unreachable(target, route.url, error) from None
+            answer = await self._http.post(self._origin, headers, body)
+        except OSError as error:  # http1.HttpError, and its HttpTimeout
+            raise unreachable(target, self._route.url, error) from None
+        data = answer.body
+        if answer.status != 200:
+            raise await self._wire_refused(target, answer.status, answer.headers, data, used)
         return json_object(data, target) if data else {}
 
     async def _wire_refused(
@@ -128,20 +117,10 @@ class WireSqs(SqsQueue):
         return headers
 
 
-def _parsed(url: str) -> URL | str:
-    """`url` as aiohttp parses it; as it is when it does not parse, for aiohttp to refuse
-    it on each call as it did (a ClientError: no SQS answers there)."""
-    try:
-        return URL(url)
-    except ValueError:
-        return url
-
-
 @asynccontextmanager
-async def wire_session(connections: int) -> AsyncIterator[aiohttp.ClientSession]:
-    """The direct client's connection pool. Proxies and TLS are per call (`aws.Route`):
-    `trust_env` stays off, so aiohttp never routes differently from botocore."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
-    connector = aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        yield session
+async def wire_session(connections: int) -> AsyncIterator[Pool]:
+    """The direct client's connection pool: at most `connections` to SQS, timeouts as
+    botocore's (connect 5 s, read 30 s). Proxies and TLS are the route's (`aws.Route`),
+    given with each call: nothing is read from the environment here."""
+    async with Pool(connections) as pool:
+        yield pool

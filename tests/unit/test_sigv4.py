@@ -7,10 +7,8 @@ AWS's side checks them, at an endpoint with a path."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 from collections.abc import Callable, Iterator, Sequence
-from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -27,6 +25,7 @@ from yarl import URL
 from ingestor.errors import QueueUnavailable
 from ingestor.pipeline.assembly import open_queue
 from ingestor.source.aws import Aws, Credentials, Route
+from ingestor.source.http1 import Answer, Headers, Origin
 from ingestor.source.sigv4 import Signer
 from ingestor.source.sqs import ATTRIBUTES, DEPTH
 from ingestor.source.sqs_wire import _STATIC_HEADERS, WireSqs
@@ -83,19 +82,15 @@ def frozen(token: str | None, secret: str = SECRET, key: str = "AKIDEXAMPLE") ->
 
 
 class Recorder:
-    """Stands in for the aiohttp session: records each POST, answers 200 with `answer`."""
+    """Stands in for the connection pool: records each POST, answers 200 with `answer`."""
 
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
         self.sent: list[tuple[str, bytes, dict[str, str]]] = []  # (URL as text, body, headers)
 
-    @contextlib.asynccontextmanager
-    async def post(self, url: Any, *, data: bytes, headers: dict[str, str], **_: Any) -> Any:
-        self.sent.append((str(url), data, headers))
-        yield SimpleNamespace(status=200, headers={}, read=self._read)
-
-    async def _read(self) -> bytes:
-        return self.answer
+    async def post(self, to: Origin, headers: dict[str, str], body: bytes) -> Answer:
+        self.sent.append((to.url, body, headers))
+        return Answer(200, Headers({}), self.answer)
 
 
 def wire_client(
@@ -140,7 +135,7 @@ async def test_every_call_is_signed_as_botocore_signs_it(
     expected = botocore_headers(
         url, region, f"AmazonSQS.{operation}", body, frozen(TOKENS[token]), NOON
     )
-    assert sent_to == str(URL(url))  # (as aiohttp sends it)
+    assert sent_to == str(URL(url))  # (as aiohttp sent it: yarl's quoting and dot segments)
     assert headers == {**expected, "User-Agent": "Botocore/1.0 ingestor/test"}
     assert list(headers) == [*expected, "User-Agent"]  # in the same order
 

@@ -13,6 +13,7 @@ import pytest
 from ingestor.errors import QueueUnavailable
 from ingestor.pipeline.assembly import open_queue
 from ingestor.settings import Settings
+from ingestor.source.http1 import HttpError, Origin, Pool
 from tests.conftest import queue_settings
 
 ACCOUNT = "123456789012"
@@ -37,16 +38,15 @@ CASES: dict[str, tuple[dict[str, str], str, str]] = {
 
 
 class Sent:
-    """Every HTTP request aiohttp is asked to make (both clients use aiohttp), failed
-    before it connects."""
+    """Every HTTP request either client is asked to make (aiobotocore's through aiohttp,
+    the direct client's through its own pool), failed before it connects."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
-    async def request(self, session: Any, method: str, url: Any, **kwargs: Any) -> Any:
-        if ACCOUNT.encode() in bytes(kwargs.get("data") or b""):  # this test's calls only
-            self.requests.append((str(url), dict(kwargs.get("headers") or {})))
-        raise aiohttp.ClientConnectionError("caught by the test before it left")
+    def record(self, url: Any, body: Any, headers: Any) -> None:
+        if ACCOUNT.encode() in bytes(body or b""):  # this test's calls only
+            self.requests.append((str(url), dict(headers or {})))
 
 
 @pytest.fixture
@@ -54,9 +54,15 @@ def sent(monkeypatch: pytest.MonkeyPatch, example_aws_keys: None) -> Sent:
     recorder = Sent()
 
     async def request(session: Any, method: str, url: Any, **kwargs: Any) -> Any:
-        return await recorder.request(session, method, url, **kwargs)
+        recorder.record(url, kwargs.get("data"), kwargs.get("headers"))
+        raise aiohttp.ClientConnectionError("caught by the test before it left")
+
+    async def post(pool: Pool, to: Origin, headers: dict[str, str], body: bytes) -> Any:
+        recorder.record(to.url, body, headers)
+        raise HttpError("caught by the test before it left")
 
     monkeypatch.setattr(aiohttp.ClientSession, "_request", request)
+    monkeypatch.setattr(Pool, "post", post)
     return recorder
 
 

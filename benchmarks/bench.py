@@ -277,6 +277,9 @@ async def batch_runs(report: Report, endpoint: str, dsn: str, sizes: Sizes) -> N
     ]
 
 
+UP_TO_BOUND = 128  # receivers that must reach 90% of the bound whatever the CPU
+
+
 async def simulated_sqs(report: Report, dsn: str, sizes: Sizes) -> None:
     rows = await simulated.simulated_figures(
         dsn, list(sizes.receivers), RTT, sizes.simulated_seconds, sizes.simulated_runs
@@ -288,11 +291,14 @@ async def simulated_sqs(report: Report, dsn: str, sizes: Sizes) -> None:
     for row in rows:
         share = row.figure.median / row.bound
         note = f"{row.figure.median:,.0f} of {row.bound:,.0f} msg/s, CPU {row.cpu_share:.0%}"
+        # Issue 16: 90% of the bound up to 128 receivers; past them, 90% of the bound
+        # until one core saturates (a saturated core is then the limit, not the service).
+        beyond = row.receivers > UP_TO_BOUND
         report.check(
             f"SQS double 20 ms, {row.receivers} receivers / (receivers x 10 / RTT)",
             share,
-            ">= 0.90",
-            share >= 0.90,
+            ">= 0.90 or one core saturated" if beyond else ">= 0.90",
+            share >= 0.90 or (beyond and row.saturated),
             note + (" (one core saturated)" if row.saturated else ""),
         )
     saturated = [row.receivers for row in rows if row.saturated]

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from ingestor.custody import keyrecord
-from ingestor.custody.erasure import follow_erasures
 from ingestor.custody.ledger import ErasureLedger
 from ingestor.custody.vault import VaultingMasker, VaultMemory
 from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
@@ -30,6 +29,7 @@ from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.settings import Settings, env_name
 from ingestor.sink.postgres import PostgresSink, connect, mapped_errors
 from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer
 
 log = logging.getLogger("ingestor")
@@ -110,10 +110,20 @@ async def _run_pipeline(
         sink = PostgresSink(pool, ErasureLedger(masker), hooks)
         pipeline = Pipeline(queue, sink, Transformer(masker, settings.envelope), config, hooks)
         telemetry.attach(pipeline, queue, pool)
-        erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
+        erasures = _erasures(pool, masker)
         async with _beside(erasures):
             await pipeline.run(stop)
         await drain_verdict(pipeline, queue, stop)
+
+
+def _erasures(pool: Any, masker: HmacMasker | VaultingMasker) -> Coroutine[Any, Any, None] | None:
+    """What applies erasures made elsewhere to the vault cache: only with the vault on
+    (erasure.py, with the custody commands' code, is imported only then)."""
+    if not isinstance(masker, VaultingMasker):
+        return None
+    from ingestor.custody.erasure import follow_erasures  # noqa: PLC0415
+
+    return follow_erasures(pool, masker)
 
 
 async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:

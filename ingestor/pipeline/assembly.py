@@ -46,15 +46,20 @@ def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
 
 @asynccontextmanager
 async def open_pool(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator[asyncpg.Pool]:
-    """The pool; at start-up a database that is not there yet is waited for."""
-    size = settings.writers + 1
-    pool = await observed(
-        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
-    )
+    """The pool (`start_pool`), closed at the end of the block."""
+    pool = await start_pool(settings, hooks)
     try:
         yield pool
     finally:
         await close_pool(pool)
+
+
+async def start_pool(settings: Settings, hooks: Hooks | None = None) -> asyncpg.Pool:
+    """The pool; at start-up a database that is not there yet is waited for."""
+    size = settings.writers + 1
+    return await observed(
+        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
+    )
 
 
 async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list[str]:

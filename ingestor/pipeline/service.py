@@ -7,13 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from ingestor.custody import keyrecord
 from ingestor.custody.ledger import ErasureLedger
-from ingestor.custody.vault import VaultingMasker, VaultMemory
 from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
 from ingestor.models import QueueAttributes
 from ingestor.observe.hooks import HookChain
@@ -33,6 +32,9 @@ from ingestor.sink.postgres import PostgresSink, close_pool, connect, mapped_err
 from ingestor.source.sqs import SqsQueue
 from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer
+
+if TYPE_CHECKING:
+    from ingestor.custody.vault import VaultingMasker
 
 log = logging.getLogger("ingestor")
 SQS_DEFAULT_VISIBILITY = 30  # seconds: a new queue's VisibilityTimeout
@@ -142,25 +144,29 @@ async def _run_pipeline(
     stop: asyncio.Event,
 ) -> None:
     masker = build_masker(settings)
-    hooks = telemetry.hooks
-    if isinstance(masker, VaultingMasker):
-        hooks = HookChain(hooks, VaultMemory(masker))
+    vault = None if isinstance(masker, HmacMasker) else masker  # the vault is on
+    hooks = telemetry.hooks if vault is None else _remembering(telemetry.hooks, vault)
     sink = PostgresSink(pool, ErasureLedger(masker), hooks)
     pipeline = Pipeline(queue, sink, Transformer(masker, settings.envelope), config, hooks)
     telemetry.attach(pipeline, queue, pool)
-    async with _beside(_erasures(pool, masker)):
+    async with _beside(None if vault is None else _erasures(pool, vault)):
         await pipeline.run(stop)
     await drain_verdict(pipeline, queue, stop)
 
 
-def _erasures(pool: Any, masker: HmacMasker | VaultingMasker) -> Coroutine[Any, Any, None] | None:
-    """What applies erasures made elsewhere to the vault cache: only with the vault on
-    (erasure.py, with the custody commands' code, is imported only then)."""
-    if not isinstance(masker, VaultingMasker):
-        return None
+# With the vault off (no public key), its code and the custody commands' are not imported.
+def _remembering(hooks: Hooks, vault: VaultingMasker) -> Hooks:
+    """`hooks`, and the committed tokens told to the vaulting masker."""
+    from ingestor.custody.vault import VaultMemory  # noqa: PLC0415
+
+    return HookChain(hooks, VaultMemory(vault))
+
+
+def _erasures(pool: Any, vault: VaultingMasker) -> Coroutine[Any, Any, None]:
+    """What applies erasures made elsewhere to the vault cache."""
     from ingestor.custody.erasure import follow_erasures  # noqa: PLC0415
 
-    return follow_erasures(pool, masker)
+    return follow_erasures(pool, vault)
 
 
 async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:

@@ -122,6 +122,13 @@ def test_the_models_load_as_botocore_s_own_loader_loads_them(
     assert all(path.endswith(os.sep + "sqs") for path in listed)
 
 
+def test_botocore_s_data_files_read_as_plain_dicts_in_the_same_order() -> None:
+    ours, theirs = ModelLoader().load_data("endpoints"), Loader().load_data("endpoints")
+    assert type(ours) is dict
+    assert ours == theirs
+    assert json.dumps(ours) == json.dumps(theirs)  # the same order too, all the way down
+
+
 def test_an_unknown_service_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(UnknownServiceError) as refused:
         ModelLoader().load_service_model("no-such-service", "service-2")

@@ -11,10 +11,11 @@ the process's exit.
 So the entry point pauses the collector before its imports, every command resumes it
 when it starts its work (`run_async`), with what start-up built frozen (left out of
 every later walk: the service's collections stay small too), and the exit freezes
-whatever is left. The start-up's few cyclic leftovers (a few thousand objects, under a
-megabyte) stay for the life of the process. Reference counting frees everything else as
-usual, and the exit still runs every atexit handler, flushes and closes the log
-handlers, and joins threads: only the collector's walks are skipped.
+whatever is left. (A command that never gets to `run_async`, `--help` or `keys
+generate`, is over in a moment.) The start-up's few cyclic leftovers (a few thousand
+objects, under a megabyte) stay for the life of the process. Reference counting frees
+everything else as usual, and the exit still runs every atexit handler, flushes and
+closes the log handlers, and joins threads: only the collector's walks are skipped.
 """
 
 from __future__ import annotations

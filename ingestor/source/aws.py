@@ -10,10 +10,9 @@ it resolved instead of working any of it out again, so the two cannot route diff
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +20,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import DataNotFoundError
 from botocore.httpsession import ProxyConfiguration, get_cert_path
-from botocore.loaders import JSONFileLoader, Loader
 from botocore.utils import get_environ_proxies
 
 from ingestor import __version__
 from ingestor.errors import ConfigError, QueueError, QueueUnavailable, StaleCredentials
+from ingestor.source.awsdata import model_loader
 from ingestor.source.sqs_errors import describe
 
 USER_AGENT_EXTRA = f"ingestor/{__version__}"
@@ -149,7 +147,7 @@ async def open_aws(
     """Resolve the credential chain once, create the SQS client, and work out the direct
     client's route from it. No credentials at all is a `ConfigError` (exit 2)."""
     session = get_session()
-    session.register_component("data_loader", model_loader(session))
+    session.register_component("data_loader", model_loader(session))  # awsdata.py: why
     credentials = await _credentials(session)
     region = region or session.get_config_variable("region") or FALLBACK_REGION
     config = client_config(max_connections, identification(session))
@@ -158,71 +156,6 @@ async def open_aws(
     ) as client:
         route = await asyncio.to_thread(_route, client, session)  # reads a CA bundle file
         yield Aws(client, Credentials(credentials), route)
-
-
-class PlainJsonFiles(JSONFileLoader):  # type: ignore[misc]  # botocore ships no type hints
-    """botocore's reader of its JSON data files, parsing to plain dicts (in file order, as
-    every dict is) rather than OrderedDicts: the object hook costs most of the parse, and
-    endpoints.json (1.2 MB: every region of every service) goes from about 29 to 11 ms."""
-
-    def _load_file(self, full_path: str, open_method: Any) -> Any:
-        if not os.path.isfile(full_path):
-            return None
-        with open_method(full_path, "rb") as file:
-            return json.loads(file.read().decode("utf-8"))
-
-
-class ModelLoader(Loader):  # type: ignore[misc]  # botocore ships no type hints
-    """botocore's loader of service models and data, from the same places (AWS_DATA_PATH,
-    ~/.aws/models, botocore's own data), read as plain dicts (`PlainJsonFiles`), and but
-    for one check. Before it loads a model, botocore makes sure the service is one it
-    knows by listing every service it knows: some 440 folders, with their versions'
-    folders (900 listdirs and 2,600 stats, about 8 ms of CPU), and a client's start-up
-    does it twice (its model, its endpoint rules). This loader looks in the one service's
-    folder instead; an unknown service is refused as before, with botocore's list of the
-    known ones."""
-
-    FILE_LOADER_CLASS = PlainJsonFiles
-
-    def list_available_services(self, type_name: str) -> Any:
-        return KnownServices(self, type_name)
-
-
-class KnownServices:
-    """What `Loader.list_available_services` answers, as `load_service_model` uses it:
-    `in` looks for the service's own versions of the model (which the load then reads
-    from botocore's cache); listing them all is botocore's full walk."""
-
-    def __init__(self, loader: Loader, type_name: str) -> None:
-        self._loader = loader
-        self._type_name = type_name
-
-    def __contains__(self, service: object) -> bool:
-        if not isinstance(service, str):
-            return False
-        try:
-            return bool(self._loader.list_api_versions(service, self._type_name))
-        except DataNotFoundError:
-            return False
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-    def _all(self) -> list[str]:
-        listed: list[str] = Loader.list_available_services(self._loader, self._type_name)
-        return listed
-
-
-def model_loader(session: AioSession) -> ModelLoader:
-    """A `ModelLoader` with the search path botocore's `create_loader` gives its own."""
-    paths = session.get_config_variable("data_path")  # AWS_DATA_PATH
-    if paths is None:
-        return ModelLoader()
-    extra = [os.path.expanduser(os.path.expandvars(path)) for path in paths.split(os.pathsep)]
-    return ModelLoader(extra_search_paths=extra)
 
 
 async def _credentials(session: AioSession) -> Any:

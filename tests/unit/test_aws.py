@@ -20,7 +20,8 @@ from botocore.exceptions import UnknownServiceError
 from botocore.loaders import Loader
 
 from ingestor.errors import ConfigError, QueueError, StaleCredentials
-from ingestor.source.aws import Credentials, ModelLoader, open_aws
+from ingestor.source.aws import Credentials, open_aws
+from ingestor.source.awsdata import ModelLoader
 
 EXPIRED = StaleCredentials("SQS refused the credentials as expired", expired=True)
 pytestmark = pytest.mark.usefixtures("example_aws_keys")

@@ -10,9 +10,8 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ingestor.custody.audit import Request
 from ingestor.custody.keys import (
     generate_key_pair,
     public_key_of,
@@ -25,6 +24,9 @@ from ingestor.keytext import weak_key_problem
 from ingestor.settings import DEMO_HMAC_KEY, Settings
 from ingestor.terminal import printable
 from ingestor.transform.masking import mask_key_id
+
+if TYPE_CHECKING:  # the commands' own modules are imported when one runs, not for `run`
+    from ingestor.custody.audit import Request
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -151,6 +153,8 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace, reason: str | None = None) -> Request:
+    from ingestor.custody.audit import Request  # noqa: PLC0415
+
     try:
         return Request.of(reason or args.reason, args.actor)
     except ValueError as error:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ingestor.cli import collector
 from ingestor.observe.progress import LIVE_DEPTH_INTERVAL
 from ingestor.settings import Settings
 
@@ -14,7 +15,9 @@ T = TypeVar("T")
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when it is installed, else on the default event loop."""
+    """Run on uvloop when it is installed, else on the default event loop. The command's
+    work starts here: so does the garbage collector, if the entry point paused it."""
+    collector.resume()
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
     except ImportError:

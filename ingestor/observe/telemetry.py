@@ -11,19 +11,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from ingestor.errors import IngestorError
 from ingestor.observe.hooks import HookChain
-from ingestor.observe.http import build_app, serving
-from ingestor.observe.metrics import PrometheusHooks
 from ingestor.observe.progress import ProgressLog
 from ingestor.observe.readiness import Readiness
 from ingestor.ports import Buffers, DepthSource, Hooks
 from ingestor.settings import Settings
 from ingestor.sink.postgres import ping
+
+if TYPE_CHECKING:
+    from ingestor.observe.metrics import PrometheusHooks
 
 log = logging.getLogger("ingestor")
 
@@ -34,7 +35,7 @@ class Telemetry:
     def __init__(self, settings: Settings, hooks: Hooks) -> None:
         self._settings = settings
         self.readiness = Readiness()
-        self.metrics = PrometheusHooks() if settings.metrics_port else None
+        self.metrics = _prometheus_hooks() if settings.metrics_port else None
         if self.metrics is not None:
             self.metrics.watch_readiness(self.readiness)
         self.progress = ProgressLog() if settings.progress_interval else None
@@ -73,11 +74,23 @@ async def observing(settings: Settings, hooks: Hooks) -> AsyncIterator[Telemetry
     async with AsyncExitStack() as stack:
         stack.push_async_callback(telemetry.close)
         if telemetry.metrics is not None:
+            # aiohttp's server side, imported only when it serves: a run with the port
+            # off (0) starts a few tens of milliseconds sooner.
+            from ingestor.observe.http import build_app, serving  # noqa: PLC0415
+
             app = build_app(telemetry.metrics.registry, telemetry.readiness)
             await stack.enter_async_context(
                 serving(app, settings.metrics_host, settings.metrics_port)
             )
         yield telemetry
+
+
+def _prometheus_hooks() -> PrometheusHooks:
+    """The metrics, with prometheus_client imported only when there is a port to serve
+    them on."""
+    from ingestor.observe.metrics import PrometheusHooks  # noqa: PLC0415
+
+    return PrometheusHooks()
 
 
 async def sample_depth(queue: DepthSource, interval: float, hooks: Hooks) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from ingestor.custody.vault import Sealer, VaultingMasker
 from ingestor.errors import QueueGone
 from ingestor.pipeline.writer import pending_deletes
 from ingestor.ports import Hooks
@@ -21,6 +21,9 @@ from ingestor.source.acks import DEFAULT_POLICY, AckPolicy
 from ingestor.source.sqs import SqsQueue, open_sqs
 from ingestor.source.sqs_wire import WireSqs, wire_session
 from ingestor.transform.masking import HmacMasker
+
+if TYPE_CHECKING:
+    from ingestor.custody.vault import VaultingMasker
 
 log = logging.getLogger("ingestor")
 
@@ -46,15 +49,20 @@ def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
 
 @asynccontextmanager
 async def open_pool(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator[asyncpg.Pool]:
-    """The pool; at start-up a database that is not there yet is waited for."""
-    size = settings.writers + 1
-    pool = await observed(
-        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
-    )
+    """The pool (`start_pool`), closed at the end of the block."""
+    pool = await start_pool(settings, hooks)
     try:
         yield pool
     finally:
         await close_pool(pool)
+
+
+async def start_pool(settings: Settings, hooks: Hooks | None = None) -> asyncpg.Pool:
+    """The pool; at start-up a database that is not there yet is waited for."""
+    size = settings.writers + 1
+    return await observed(
+        "startup", lambda: create_pool(settings.dsn, size), RETRY_FOREVER, hooks or Hooks()
+    )
 
 
 async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list[str]:
@@ -78,7 +86,8 @@ def not_found(queue: SqsQueue, settings: Settings) -> QueueGone:
 
 
 def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:
-    """The HMAC masker, sealing to the vault when a public key is set."""
+    """The HMAC masker, sealing to the vault when a public key is set (the vault's code,
+    and the sealing library, imported only then)."""
     public_key = settings.vault_key
     if public_key is None:
         log.warning(
@@ -87,6 +96,8 @@ def build_masker(settings: Settings) -> HmacMasker | VaultingMasker:
             extra={"event": "vault_off"},
         )
         return HmacMasker(settings.key_bytes)
+    from ingestor.custody.vault import Sealer, VaultingMasker  # noqa: PLC0415
+
     sealer = Sealer(public_key)
     log.info("vault on: sealing to key %s", sealer.key_id, extra={"event": "vault_on"})
     return VaultingMasker(settings.key_bytes, sealer, settings.vault_cache_size)

@@ -7,12 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
 
 from ingestor.custody import keyrecord
-from ingestor.custody.erasure import follow_erasures
 from ingestor.custody.ledger import ErasureLedger
-from ingestor.custody.vault import VaultingMasker, VaultMemory
 from ingestor.errors import DrainIncomplete, IngestorError, QueueGone
 from ingestor.models import QueueAttributes
 from ingestor.observe.hooks import HookChain
@@ -20,17 +20,21 @@ from ingestor.observe.telemetry import Telemetry, observing
 from ingestor.pipeline.assembly import (
     build_masker,
     not_found,
-    open_pool,
     open_queue,
     run_migrations,
+    start_pool,
 )
 from ingestor.pipeline.supervisor import Pipeline, PipelineConfig
 from ingestor.ports import Hooks
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.settings import Settings, env_name
-from ingestor.sink.postgres import PostgresSink, connect, mapped_errors
+from ingestor.sink.postgres import PostgresSink, close_pool, connect, mapped_errors
 from ingestor.source.sqs import SqsQueue
+from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer
+
+if TYPE_CHECKING:
+    from ingestor.custody.vault import VaultingMasker
 
 log = logging.getLogger("ingestor")
 SQS_DEFAULT_VISIBILITY = 30  # seconds: a new queue's VisibilityTimeout
@@ -76,44 +80,93 @@ async def _prepare_database(settings: Settings, hooks: Hooks) -> str:
 async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> None:
     """Migrate, then run the pipeline until `stop` (or the queue is empty, in drain mode),
     observed by the telemetry (metrics, health endpoints, progress lines) throughout.
-    The queue's client comes first: no AWS credentials at all stops start-up at once."""
+    The queue's client comes first: no AWS credentials at all stops start-up at once,
+    before the database is touched."""
     settings.require("queue_url", "database_url", "hmac_key")
     async with observing(settings, hooks) as telemetry, open_queue(settings) as queue:
         hooks = telemetry.hooks
         hooks.on_state("starting")
-        if await _until_stopped(_prepare_database(settings, hooks), stop) is None:
+        started = await _until_stopped(_start(settings, queue, hooks), stop)
+        if started is None:
             hooks.on_state("stopped")
             return
-        # The queue answers before the service calls itself ready (and a queue that does
-        # not exist stops it here, before anything is received).
-        attributes = await _until_stopped(_queue_at_start(queue, settings, hooks), stop)
-        if attributes is None:
-            hooks.on_state("stopped")
-            return
-        hooks.on_queue_depth(attributes.depth)
-        config = pipeline_config(settings, in_force(settings, attributes))
-        await _run_pipeline(settings, queue, config, telemetry, stop)
+        attributes, pool = started
+        try:
+            hooks.on_queue_depth(attributes.depth)
+            config = pipeline_config(settings, in_force(settings, attributes))
+            await _run_pipeline(settings, queue, pool, config, telemetry, stop=stop)
+        finally:
+            await close_pool(pool)
+
+
+async def _start(
+    settings: Settings, queue: SqsQueue, hooks: Hooks
+) -> tuple[QueueAttributes, asyncpg.Pool]:
+    """The database made ready (migrations, the masking key's claim, then the pool) beside
+    the queue's first answer: each side mostly waits on its own server, so they overlap.
+    Their outcomes are taken in the order the steps ran one after the other (the
+    database's preparation, the queue's attributes, the pool), so a failure is the one
+    reported before; whatever is still under way is then cancelled, and a pool already
+    open is closed."""
+    prepared = asyncio.create_task(_prepare_database(settings, hooks), name="prepare-database")
+    pool = asyncio.create_task(_pool_after(prepared, settings, hooks), name="open-pool")
+    # The queue answers before the service calls itself ready (and a queue that does not
+    # exist stops it here, before anything is received).
+    attributes = asyncio.create_task(_queue_at_start(queue, settings, hooks), name="queue")
+    try:
+        await prepared
+        return await attributes, await pool
+    except BaseException:
+        for task in (prepared, attributes, pool):
+            task.cancel()
+        await asyncio.gather(prepared, attributes, pool, return_exceptions=True)
+        if not pool.cancelled() and pool.exception() is None:
+            await close_pool(pool.result())
+        raise
+
+
+async def _pool_after(
+    prepared: asyncio.Task[str], settings: Settings, hooks: Hooks
+) -> asyncpg.Pool:
+    """The pool, once the tables are there (each connection makes its staging table from
+    user_logins'). Shielded: only `_start` cancels the preparation."""
+    await asyncio.shield(prepared)
+    return await start_pool(settings, hooks)
 
 
 async def _run_pipeline(
     settings: Settings,
     queue: SqsQueue,
+    pool: asyncpg.Pool,
     config: PipelineConfig,
     telemetry: Telemetry,
+    *,
     stop: asyncio.Event,
 ) -> None:
     masker = build_masker(settings)
-    hooks = telemetry.hooks
-    if isinstance(masker, VaultingMasker):
-        hooks = HookChain(hooks, VaultMemory(masker))
-    async with open_pool(settings, hooks) as pool:
-        sink = PostgresSink(pool, ErasureLedger(masker), hooks)
-        pipeline = Pipeline(queue, sink, Transformer(masker, settings.envelope), config, hooks)
-        telemetry.attach(pipeline, queue, pool)
-        erasures = follow_erasures(pool, masker) if isinstance(masker, VaultingMasker) else None
-        async with _beside(erasures):
-            await pipeline.run(stop)
-        await drain_verdict(pipeline, queue, stop)
+    vault = None if isinstance(masker, HmacMasker) else masker  # the vault is on
+    hooks = telemetry.hooks if vault is None else _remembering(telemetry.hooks, vault)
+    sink = PostgresSink(pool, ErasureLedger(masker), hooks)
+    pipeline = Pipeline(queue, sink, Transformer(masker, settings.envelope), config, hooks)
+    telemetry.attach(pipeline, queue, pool)
+    async with _beside(None if vault is None else _erasures(pool, vault)):
+        await pipeline.run(stop)
+    await drain_verdict(pipeline, queue, stop)
+
+
+# With the vault off (no public key), its code and the custody commands' are not imported.
+def _remembering(hooks: Hooks, vault: VaultingMasker) -> Hooks:
+    """`hooks`, and the committed tokens told to the vaulting masker."""
+    from ingestor.custody.vault import VaultMemory  # noqa: PLC0415
+
+    return HookChain(hooks, VaultMemory(vault))
+
+
+def _erasures(pool: Any, vault: VaultingMasker) -> Coroutine[Any, Any, None]:
+    """What applies erasures made elsewhere to the vault cache."""
+    from ingestor.custody.erasure import follow_erasures  # noqa: PLC0415
+
+    return follow_erasures(pool, vault)
 
 
 async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:
@@ -186,7 +239,8 @@ async def _beside(work: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]
 
 
 async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """`work`'s result, or None if `stop` is set first (a signal while waiting at start)."""
+    """`work`'s result, or None if `stop` is set first (a signal while waiting at start):
+    then `work` is cancelled, and its clean-up done before this returns."""
     task = asyncio.ensure_future(work)
     stopped = asyncio.ensure_future(stop.wait())
     racing: set[asyncio.Future[Any]] = {task, stopped}
@@ -197,4 +251,5 @@ async def _until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
     if task.done():
         return task.result()
     task.cancel()
+    await asyncio.wait({task})
     return None

@@ -25,6 +25,7 @@ from botocore.utils import get_environ_proxies
 
 from ingestor import __version__
 from ingestor.errors import ConfigError, QueueError, QueueUnavailable, StaleCredentials
+from ingestor.source.awsdata import model_loader
 from ingestor.source.sqs_errors import describe
 
 USER_AGENT_EXTRA = f"ingestor/{__version__}"
@@ -146,6 +147,7 @@ async def open_aws(
     """Resolve the credential chain once, create the SQS client, and work out the direct
     client's route from it. No credentials at all is a `ConfigError` (exit 2)."""
     session = get_session()
+    session.register_component("data_loader", model_loader(session))  # awsdata.py: why
     credentials = await _credentials(session)
     region = region or session.get_config_variable("region") or FALLBACK_REGION
     config = client_config(max_connections, identification(session))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from ingestor.errors import QueueGone
-from ingestor.pipeline.writer import pending_deletes
+from ingestor.pipeline.writer import PENDING_DELETES, delete_calls
 from ingestor.ports import Hooks
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.settings import Settings, env_name
@@ -41,10 +41,11 @@ async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
 
 
 def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
-    """HTTP connections to SQS: one per long poll, and the batch calls of each writer's
-    pending deletes, the heartbeat and the hand-back."""
-    pending = pending_deletes(settings.receivers, settings.writers, policy.concurrency)
-    return settings.receivers + policy.connections(settings.writers * pending + 2)
+    """HTTP connections to SQS: one per long poll, the delete calls of each writer's
+    pending deletes, and the heartbeat's and the hand-back's calls."""
+    calls = delete_calls(settings.receivers, settings.writers, policy.concurrency)
+    deletes = settings.writers * PENDING_DELETES * calls
+    return settings.receivers + deletes + policy.connections(2)
 
 
 @asynccontextmanager

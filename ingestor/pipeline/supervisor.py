@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ingestor.errors import QueueGone
 from ingestor.models import Buffered, Envelope, Processed
 from ingestor.observe.hooks import HookChain
-from ingestor.pipeline.writer import BatchWriter, TransactionSize, WriterConfig, pending_deletes
+from ingestor.pipeline.writer import BatchWriter, TransactionSize, WriterConfig, delete_calls
 from ingestor.ports import Hooks, QueueClient, Sink
 from ingestor.sink.isolation import Breaker
 from ingestor.source.acks import DEFAULT_POLICY, Acknowledger, AckPolicy
@@ -89,7 +89,9 @@ class Pipeline:
         self._hooks = hooks if isinstance(hooks, HookChain) else HookChain(hooks)
         hooks = self._hooks
         self.acks = Acknowledger(queue, acks, hooks)
-        self._ack_calls = acks.concurrency
+        # The writers' deletes: as many calls at once per batch as keep up with receiving.
+        calls = delete_calls(config.receivers, config.writers, acks.concurrency)
+        self._deletes = Acknowledger(queue, replace(acks, concurrency=calls), hooks)
         # One for all writers: refusals in a row across batches; one transaction size.
         self._breaker = Breaker()
         self._size = TransactionSize(config.batch_size, hooks=hooks)
@@ -216,13 +218,11 @@ class Pipeline:
         )
 
     def _writer(self) -> BatchWriter:
-        given = self._config
-        pending = pending_deletes(given.receivers, given.writers, self._ack_calls)
-        config = WriterConfig(given.batch_size, given.flush_interval, pending_deletes=pending)
+        config = WriterConfig(self._config.batch_size, self._config.flush_interval)
         return BatchWriter(
             inbox=self._processed,
             sink=self._sink,
-            acks=self.acks,
+            acks=self._deletes,
             inflight=self.inflight,
             hooks=self._hooks,
             config=config,

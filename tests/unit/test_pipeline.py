@@ -243,3 +243,42 @@ async def test_a_drain_waits_on_while_answers_with_messages_are_being_lost() -> 
     assert queue.lost >= 2
     assert runner.drain.held is None
     assert (len(sink.rows), len(queue.deleted)) == (5, 5)
+
+
+class SlowDeletes(FakeQueue):
+    """Delete calls wait at a gate; counts the calls and receipt handles waiting there."""
+
+    def __init__(self, messages: Sequence[Envelope]) -> None:
+        super().__init__(messages)
+        self.gate = asyncio.Event()
+        self.calls_waiting = 0
+        self.handles_waiting = 0
+
+    async def delete_batch(self, receipt_handles: Sequence[str]) -> tuple[EntryFailure, ...]:
+        self.calls_waiting += 1
+        self.handles_waiting += len(receipt_handles)
+        try:
+            await self.gate.wait()
+        finally:
+            self.calls_waiting -= 1
+            self.handles_waiting -= len(receipt_handles)
+        return await super().delete_batch(receipt_handles)
+
+
+async def test_many_receivers_delete_with_more_calls_not_more_batches_held() -> None:
+    # Given 256 receivers, one writer, and a queue whose deletes do not answer yet
+    queue = SlowDeletes(envelopes([GOOD] * 3_000))
+    sink = FakeSink()
+    runner, _ = pipeline(queue, sink, drain=True, receivers=256, writers=1, batch_size=500)
+    task = asyncio.create_task(runner.run(asyncio.Event()))
+    # When a third batch has committed while the first two are being deleted
+    await wait_until(lambda: sink.writes >= 3, 5, "three commits")
+    await wait_until(lambda: queue.calls_waiting >= 100, 5, "two batches' delete calls")
+    # Then each batch's 50 calls go at once (not 16 at a time), and the writer holds two
+    # batches' receipt handles for deleting, not one more per 16 receivers: it waits
+    assert (queue.calls_waiting, queue.handles_waiting) == (100, 1_000)
+    assert sink.writes == 3
+    # And once SQS answers, everything is deleted
+    queue.gate.set()
+    await asyncio.wait_for(task, 10)
+    assert len(queue.deleted) == 3_000

@@ -8,6 +8,7 @@ AWS's side checks them, at an endpoint with a path."""
 from __future__ import annotations
 
 import datetime
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from unittest import mock
@@ -155,6 +156,25 @@ async def test_the_calls_bodies_are_what_sqs_expects() -> None:
         "MessageSystemAttributeNames": ATTRIBUTES,
     }
     assert [entry["ReceiptHandle"] for entry in delete["Entries"]] == HANDLES
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+async def test_a_calls_body_is_no_larger_in_memory_than_its_bytes(call: str) -> None:
+    # A body lasts its whole call, and hundreds of calls are in flight at 256 receivers:
+    # orjson's own result would keep the 4 KiB it wrote into for each.
+    _, answer, make_call = CALLS[call]
+    resolved = AioCredentials("AKIDEXAMPLE", SECRET)
+    queue, http = wire_client(*ENDPOINTS["aws"], resolved, lambda: epoch(NOON), answer)
+    tracemalloc.start()
+    try:
+        await make_call(queue)
+        [(_, body, _)] = http.sent
+        made_at = tracemalloc.get_object_traceback(body)
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    [allocated] = [s.size for s in snapshot.statistics("traceback") if s.traceback == made_at]
+    assert allocated < len(body) + 64  # the bytes object's header, no spare room
 
 
 # -- other shapes and bodies, signed directly ----------------------------------------

@@ -13,10 +13,11 @@ from ingestor.models import Processed
 from ingestor.observe.hooks import Stats
 from ingestor.pipeline.writer import (
     GROW_AFTER,
+    PENDING_DELETES,
     BatchWriter,
     TransactionSize,
     WriterConfig,
-    pending_deletes,
+    delete_calls,
 )
 from ingestor.retry import Backoff
 from ingestor.sink.isolation import BREAKER_THRESHOLD, Breaker
@@ -250,8 +251,17 @@ def test_the_breaker_counts_a_message_once_however_often_it_is_refused() -> None
 @pytest.mark.parametrize("writers", [1, 2, 4, 8])
 def test_deletes_in_flight_keep_up_with_the_receivers(receivers: int, writers: int) -> None:
     # A receive brings up to 10 messages a round trip, a delete call takes 10: the writers
-    # together keep at least one delete call going per receiver, twice that for headroom.
-    calls_each = AckPolicy().concurrency
-    pending = pending_deletes(receivers, writers, calls_each)
-    assert pending >= 2
-    assert writers * pending * calls_each >= 2 * receivers
+    # together keep at least one delete call going per receiver, twice that for headroom,
+    # and each batch's deletes at least the policy's calls at once.
+    least = AckPolicy().concurrency
+    calls = delete_calls(receivers, writers, least)
+    assert calls >= least
+    assert writers * PENDING_DELETES * calls >= 2 * receivers
+
+
+@pytest.mark.parametrize("receivers", [16, 256])
+def test_pending_deletes_hold_the_same_handles_whatever_the_receivers(receivers: int) -> None:
+    # More receivers mean more delete calls per batch, not more batches held for deleting:
+    # the receipt handles waiting for their delete stay within two batches per writer.
+    assert WriterConfig(batch_size=2_000, flush_interval=0.5).pending_deletes == PENDING_DELETES
+    assert delete_calls(receivers, 4, 16) * 10 <= 2_000  # one batch's calls fit in a batch

@@ -59,8 +59,8 @@ def delete_calls(receivers: int, writers: int, least: int) -> int:
 
     More calls per batch, not more batches: the writers' pending deletes hold at most
     `PENDING_DELETES` batches of receipt handles each, however many receivers there are.
-    Keeping more batches going (each at 16 calls) held 8 batches a writer at 256
-    receivers, 64,000 handles that were mostly waiting for a call, not in one."""
+    Keeping more batches going instead (each at 16 calls) held 8 batches a writer at 256
+    receivers, 64,000 handles across 4 writers, most of them waiting for a call."""
     return max(least, math.ceil(2 * receivers / (writers * PENDING_DELETES)))
 
 

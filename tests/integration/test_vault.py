@@ -719,7 +719,8 @@ async def test_replay_runs_sealed_rejects_through_todays_rules(
     pool: asyncpg.Pool,
 ) -> None:
     # Given traffic loaded under a rule too strict: device_type at most 4 characters
-    monkeypatch.setattr(ingestor.transform.rules, "DEVICE_TYPE_MAX", 4)
+    strict_rule = ingestor.transform.rules.TextRule("device_type", 4)
+    monkeypatch.setattr(ingestor.transform.rules, "DEVICE_TYPE_RULE", strict_rule)
     bodies = [e.body for e in generate(200, seed=28, junk_rate=0.1, repeat_rate=0.1)]
     _, sent = await load(make_settings, sqs_queue, keys, bodies)
     strict = await db.fetch(
@@ -746,7 +747,8 @@ async def test_replay_runs_sealed_rejects_through_todays_rules(
         " WHERE reason_code <> 'invalid_device_type' ORDER BY 1"
     )
     # When the rule is fixed and they are replayed
-    monkeypatch.setattr(ingestor.transform.rules, "DEVICE_TYPE_MAX", 32)
+    fixed_rule = ingestor.transform.rules.TextRule("device_type", 32)
+    monkeypatch.setattr(ingestor.transform.rules, "DEVICE_TYPE_RULE", fixed_rule)
     loadable = [r for r in strict if _is_valid(sent[r["message_id"]])]
     broken = len(strict) - len(loadable)  # these break another rule too (junk on an android)
     assert len(loadable) > 10

@@ -467,18 +467,17 @@ class _Connection(asyncio.Protocol):
         return await waiter
 
     def close(self) -> None:
-        self.reusable = False
-        self._closed_here = True
-        self._forget(self)
-        if self.transport is not None:
-            self.transport.close()
+        self._end(lambda transport: transport.close())
 
     def abort(self) -> None:
+        self._end(lambda transport: transport.abort())
+
+    def _end(self, shut: Callable[[asyncio.Transport], None]) -> None:
         self.reusable = False
         self._closed_here = True
         self._forget(self)
         if self.transport is not None:
-            self.transport.abort()
+            shut(self.transport)
 
     # -- asyncio's side --
 

@@ -238,15 +238,20 @@ async def test_chunked_bodies_are_read_with_extensions_and_trailers(server: Serv
     assert server.connections == 1
 
 
-async def test_chunked_with_a_content_length_too_is_read_chunked_and_not_kept(
-    server: Server,
+@pytest.mark.parametrize(
+    "head",
+    [
+        # Both framings: read chunked, and the connection's framing is in doubt
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        # RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ],
+    ids=["with-content-length", "in-http-1.0"],
+)
+async def test_doubtful_chunked_framing_is_read_but_the_connection_not_kept(
+    server: Server, head: bytes
 ) -> None:
-    server.replies = [
-        Reply(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"2\r\nok\r\n0\r\n\r\n"
-        )
-    ]
+    server.replies = [Reply(head + b"2\r\nok\r\n0\r\n\r\n")]
     async with Pool(1) as pool:
         assert await post(pool, origin(server.url)) == (200, b"ok")
         await post(pool, origin(server.url))
@@ -574,20 +579,6 @@ async def test_chunked_framing_counts_against_the_body_limit(server: Server) -> 
     async with Pool(1, body_limit=1_000) as pool:
         with pytest.raises(HttpError, match="body is over 1000 bytes"):
             await post(pool, origin(server.url))
-
-
-async def test_chunked_in_http_1_0_is_read_but_the_connection_not_kept(server: Server) -> None:
-    # RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing
-    server.replies = [
-        Reply(
-            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"2\r\nok\r\n0\r\n\r\n"
-        )
-    ]
-    async with Pool(1) as pool:
-        assert await post(pool, origin(server.url)) == (200, b"ok")
-        await post(pool, origin(server.url))
-    assert server.connections == 2
 
 
 async def test_endless_interim_answers_are_an_error(server: Server) -> None:

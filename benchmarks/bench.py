@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks import e2e, partitions, simulated, stages, startup, tuning
+from benchmarks import e2e, machine, partitions, simulated, stages, startup, tuning
 from benchmarks.fauxqs import fauxqs_server
 from benchmarks.measure import Figure
 from ingestor.cli.runtime import run_async
@@ -121,7 +121,7 @@ class Report:
         )
 
 
-def machine() -> str:
+def platform_line() -> str:
     return f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
 
 
@@ -251,14 +251,22 @@ async def batch_runs(report: Report, endpoint: str, dsn: str, sizes: Sizes) -> N
         "ms",
         [r["over_drain_wait_seconds"] * 1000 for r in runs],
     )
+    floor = Figure(
+        "import floor: the design's packages alone, spawn to exit",
+        "ms",
+        await machine.import_floor_ms(sizes.startup_runs),
+    )
     report.group(
-        "Batch run: the real command line (`python -m ingestor run --drain`)", [first_receive, over]
+        "Batch run: the real command line (`python -m ingestor run --drain`)",
+        [first_receive, over, floor],
     )
     report.check(
         "process start to first receive (s)",
         first_receive.median / 1000,
         "<= 0.5 s",
         first_receive.median <= 500,
+        f"the import floor ({machine.DESIGN_PACKAGES.removeprefix('import ')}, spawn to "
+        f"exit) is {floor.median:.0f} ms of it on this machine",
     )
     report.check(
         "run --drain of an empty queue, over the drain wait (s)",
@@ -425,6 +433,7 @@ async def defaults(report: Report, endpoint: str, dsn: str, sizes: Sizes) -> Non
 
 async def run(sizes: Sizes, quick: bool, dsn: str, endpoint: str) -> Report:
     report = Report(quick)
+    started = machine.reference_cpu_ms()
     connection = await asyncpg.connect(dsn)
     await migrate(connection)
     await connection.close()
@@ -436,13 +445,37 @@ async def run(sizes: Sizes, quick: bool, dsn: str, endpoint: str) -> Report:
     await remote_database(report, dsn, sizes)
     await latency_memory_scale(report, endpoint, dsn, sizes)
     await defaults(report, endpoint, dsn, sizes)
+    report.extra["reference_cpu_ms"] = {"start": started, "end": machine.reference_cpu_ms()}
     return report
+
+
+def previous_reference(path: Path) -> float | None:
+    """The reference workload's CPU at the end of the run that wrote `path` before."""
+    try:
+        return float(json.loads(path.read_text())["reference_cpu_ms"]["end"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no earlier run, or one from before the reference was measured
+
+
+def reference_line(extra: dict[str, Any]) -> str:
+    """How fast the machine was: fixed targets depend on it (`machine.py`)."""
+    reference = extra["reference_cpu_ms"]
+    line = (
+        f"Machine: a fixed pure-Python workload took {reference['start']:.0f} ms of CPU at "
+        f"the start of this run and {reference['end']:.0f} ms at its end"
+    )
+    previous = extra.get("previous_reference_cpu_ms")
+    if previous:
+        line += f" ({previous:.0f} ms at the end of the previous run)"
+    return line + ": a slower machine gives proportionally worse fixed-target figures."
 
 
 def markdown(report: Report, seconds: float) -> str:
     lines = [
-        f"# Benchmark results ({'quick' if report.quick else 'full'} run, {machine()}, "
+        f"# Benchmark results ({'quick' if report.quick else 'full'} run, {platform_line()}, "
         f"{seconds:.0f} s)",
+        "",
+        reference_line(report.extra),
         "",
         "| figure | median | min | max | unit |",
         "|---|---|---|---|---|",
@@ -546,8 +579,9 @@ def main() -> None:
     seconds = time.perf_counter() - started
     RESULTS.mkdir(exist_ok=True)
     name = "quick" if args.quick else "latest"
+    report.extra["previous_reference_cpu_ms"] = previous_reference(RESULTS / f"{name}.json")
     payload = {
-        "machine": machine(),
+        "machine": platform_line(),
         "quick": report.quick,
         "seconds": seconds,
         "groups": report.groups,

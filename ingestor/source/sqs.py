@@ -98,7 +98,14 @@ class SqsQueue:
     async def attributes(self) -> QueueAttributes:
         """The depth and the queue's own VisibilityTimeout, in one call."""
         counts = await self._attributes([*DEPTH, "VisibilityTimeout"])
-        return QueueAttributes(depth_of(counts), int(counts.get("VisibilityTimeout", 30)))
+        try:
+            visibility = int(counts.get("VisibilityTimeout", 30))
+        except (TypeError, ValueError):
+            raise MalformedAnswer(
+                "SQS answered GetQueueAttributes with a VisibilityTimeout "
+                "that is not a number of seconds"
+            ) from None
+        return QueueAttributes(depth_of(counts), visibility)
 
     async def _attributes(self, names: list[str]) -> dict[str, str]:
         response = await self._call(
@@ -263,5 +270,5 @@ def depth_of(counts: dict[str, str]) -> QueueDepth:
             int(counts["ApproximateNumberOfMessagesNotVisible"]),
             int(counts.get("ApproximateNumberOfMessagesDelayed", 0)),
         )
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise MalformedAnswer("SQS answered GetQueueAttributes without the counts") from None

@@ -1,7 +1,7 @@
-"""The hot SQS calls spoken directly: ReceiveMessage, DeleteMessageBatch and
-ChangeMessageVisibilityBatch in SQS's JSON protocol, signed with SigV4 as botocore signs
-it (`sigv4.Signer`), serialised and parsed with orjson, sent over an HTTP/1.1 client of
-its own (`http1.Pool`).
+"""The service's SQS calls spoken directly: ReceiveMessage, DeleteMessageBatch,
+ChangeMessageVisibilityBatch and GetQueueAttributes in SQS's JSON protocol, signed with
+SigV4 as botocore signs it (`sigv4.Signer`), serialised and parsed with orjson, sent
+over an HTTP/1.1 client of its own (`http1.Pool`).
 
 Why: profiling the service put two thirds of its CPU in aiobotocore's generic request
 path (model-driven serialisation, the event system, the user-agent string, response
@@ -11,8 +11,10 @@ of what was left was aiohttp's request path, which `http1` replaces.
 What it must not do is decide anything aiobotocore decides: the endpoint, the region,
 the proxy, the CA bundle and the user agent come from the aiobotocore client
 (`aws.Route`), the credentials are the ones it resolved (`aws.Credentials`), and an
-error answer is read and classified as botocore reads it (`sqs_errors`). Everything
-else (start-up attributes, seeding) stays on aiobotocore.
+error answer is read and classified as botocore reads it (`sqs_errors`). The queue's
+attributes (at start-up and the depth samples) come this way too: aiobotocore's HTTP
+session builds its TLS contexts on its first call, a tenth of the service's start-up,
+so a run makes none through it. Seeding stays on aiobotocore.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ingestor.source.sqs import (
     envelopes_from,
     json_object,
 )
-from ingestor.source.sqs_errors import classify, parse_error, unreachable
+from ingestor.source.sqs_errors import MalformedAnswer, classify, parse_error, unreachable
 
 _STATIC_HEADERS = {
     "Content-Type": "application/x-amz-json-1.0",
@@ -49,7 +51,7 @@ _STATIC_HEADERS = {
 
 
 class WireSqs(SqsQueue):
-    """`SqsQueue` with the three hot calls spoken directly; implements `QueueClient`."""
+    """`SqsQueue` with the service's calls spoken directly; implements `QueueClient`."""
 
     def __init__(
         self,
@@ -88,6 +90,14 @@ class WireSqs(SqsQueue):
             {"QueueUrl": self.url, "Entries": batch_entries(handles, VisibilityTimeout=seconds)}
         )
         return entry_failures(await self._post("ChangeMessageVisibilityBatch", body), handles)
+
+    async def _attributes(self, names: list[str]) -> dict[str, str]:
+        body = _body({"QueueUrl": self.url, "AttributeNames": names})
+        answer = await self._post("GetQueueAttributes", body)
+        attributes = answer.get("Attributes", {})
+        if not isinstance(attributes, dict):
+            raise MalformedAnswer("SQS answered GetQueueAttributes with Attributes not an object")
+        return attributes
 
     async def _post(self, target: str, body: bytes) -> dict[str, Any]:
         """One call; every failure, signing included, mapped to the ingestor's errors."""

@@ -86,3 +86,45 @@ async def test_an_unreachable_endpoint_is_a_transient_error(wire: bool) -> None:
     async with open_queue(settings_for(url, endpoint, client)) as queue:
         with pytest.raises(QueueUnavailable, match=r"127\.0\.0\.1:9"):
             await queue.receive(0, 30)
+
+
+async def test_the_queue_attributes_agree_between_the_two_clients(
+    sqs_queue: SqsQueue, sqs_endpoint: str
+) -> None:
+    await sqs_queue.send(['{"user_id": "u"}'] * 2)
+    seen = []
+    for client in ("botocore", "wire"):
+        async with open_queue(settings_for(sqs_queue.url, sqs_endpoint, client)) as queue:
+            seen.append((await queue.attributes(), await queue.depths()))
+    assert seen[0] == seen[1]
+    assert seen[0][0].depth.visible == 2
+
+
+async def test_the_wire_client_makes_no_call_through_aiobotocore(
+    sqs_queue: SqsQueue, sqs_endpoint: str
+) -> None:
+    # aiobotocore's first call builds its HTTP session's TLS contexts (a tenth of the
+    # service's start-up): a run on the wire client must not make one.
+    await sqs_queue.send(['{"user_id": "u"}'])
+    async with open_queue(settings_for(sqs_queue.url, sqs_endpoint, "wire")) as queue:
+        sent: list[str] = []
+        queue._client.meta.events.register(
+            "before-call.sqs.*", lambda model, **_: sent.append(model.name)
+        )
+        await queue.attributes()
+        await queue.depths()
+        received = await queue.receive(1, 30)
+        await Acknowledger(queue).change_visibility([received[0].receipt_handle], 0)
+        await Acknowledger(queue).delete([received[0].receipt_handle])
+    assert sent == []
+
+
+@pytest.mark.parametrize("wire", [False, True])
+async def test_the_attributes_of_a_missing_queue_are_a_permanent_error(
+    sqs_endpoint: str, wire: bool
+) -> None:
+    url = f"{sqs_endpoint}/000000000000/no-such-queue"
+    client = "wire" if wire else "botocore"
+    async with open_queue(settings_for(url, sqs_endpoint, client)) as missing:
+        with pytest.raises(QueueGone, match="no-such-queue no longer exists"):
+            await missing.attributes()

@@ -1,4 +1,4 @@
-"""The service's HTTP endpoints, read as Prometheus and Kubernetes read them."""
+"""A test client of the service's HTTP endpoints: metrics, health and readiness."""
 
 from __future__ import annotations
 

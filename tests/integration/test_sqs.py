@@ -103,7 +103,7 @@ async def test_the_queue_attributes_agree_between_the_two_clients(
 async def test_the_wire_client_makes_no_call_through_aiobotocore(
     sqs_queue: SqsQueue, sqs_endpoint: str
 ) -> None:
-    # aiobotocore's first call builds its HTTP session's TLS contexts (a tenth of the
+    # aiobotocore's first call builds its HTTP session's TLS contexts (about 3% of the
     # service's start-up): a run on the wire client must not make one.
     await sqs_queue.send(['{"user_id": "u"}'])
     async with open_queue(settings_for(sqs_queue.url, sqs_endpoint, "wire")) as queue:

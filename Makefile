@@ -30,6 +30,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[demo,dev]'
+	@# Bytecode, as pip compiles an installed package (an editable install is not).
+	$(BIN)/python -m compileall -q ingestor
 	touch $@
 
 $(SQS_VENV)/.installed:

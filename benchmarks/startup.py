@@ -5,11 +5,15 @@ run --drain` against fauxqs and the embedded PostgreSQL, on an empty queue.
   wire. The command's SQS endpoint is a pass-through proxy (`delay_proxy.DelayProxy`,
   no delay, in this process) that notes when `AmazonSQS.ReceiveMessage` first goes
   upstream, so the command runs untouched: interpreter start, imports, settings, the
-  migrations check, the masking-key claim, the queue's attributes, the pool, the first
-  receive. The proxy adds one loopback hop to the few calls made before it (well under a
-  millisecond each).
+  metrics and health server (on, as by default, on a free port), the migrations check,
+  the masking-key claim, the queue's attributes, the pool, the first receive. The proxy
+  adds one loopback hop to the few calls made before it (well under a millisecond each).
 - End of a drain: the command's wall time (spawn to exit) less the drain wait setting
   (the empty long poll a drain of an empty queue must wait out).
+
+Both with ingestor's modules compiled to bytecode first, as an installed service has
+them (pip compiles a package as it installs it; the image is built so): a checkout run
+with PYTHONDONTWRITEBYTECODE set would otherwise compile some 40 modules at every start.
 
 And `python -X importtime -m ingestor --help` (and the same for what `run` imports
 before its first receive: the command line and the service's module): the imports with
@@ -19,6 +23,7 @@ the largest cumulative time, to see what start-up pays for.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import re
 import sys
 import time
@@ -27,9 +32,16 @@ from typing import Any
 
 from benchmarks.delay_proxy import DelayProxy
 from benchmarks.e2e import ROOT, ingestor_env
+from ingestor.demo.embedded import free_port
 from ingestor.source.sqs import create_queue, sqs_client
 
 RECEIVE = b"AmazonSQS.ReceiveMessage"
+
+
+def compile_bytecode() -> None:
+    """ingestor's modules compiled, as pip compiles an installed package's."""
+    if not compileall.compile_dir(str(ROOT / "ingestor"), quiet=1):
+        raise RuntimeError(f"{ROOT / 'ingestor'} did not compile")
 
 
 async def empty_queue(endpoint: str) -> str:
@@ -44,7 +56,7 @@ async def batch_run(endpoint: str, dsn: str) -> dict[str, Any]:
     url = await empty_queue(endpoint)
     proxy = DelayProxy(endpoint.removeprefix("http://"), 0.0, watch=[RECEIVE])
     port = await proxy.start()
-    env = ingestor_env(f"http://127.0.0.1:{port}", url, dsn)
+    env = ingestor_env(f"http://127.0.0.1:{port}", url, dsn, metrics_port=str(free_port()))
     drain_wait = float(env["INGESTOR_DRAIN_WAIT_SECONDS"])
     try:
         started = time.monotonic()
@@ -79,8 +91,8 @@ _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
 HELP = ("-m", "ingestor", "--help")
-# What `run` imports before it receives (the rest of its imports are inside these).
-RUN = ("-c", "import ingestor.cli.main, ingestor.pipeline.service")
+# What `run` imports before it receives, its metrics server on (the rest are inside these).
+RUN = ("-c", "import ingestor.cli.main, ingestor.pipeline.service, ingestor.observe.http")
 
 
 async def import_times(arguments: tuple[str, ...], top: int = 10) -> dict[str, Any]:

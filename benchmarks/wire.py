@@ -21,7 +21,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from ingestor.source.sqs import ATTRIBUTES, SQS_BATCH
+from ingestor.source.sqs_api import ATTRIBUTES, SQS_BATCH
 
 REGION = "us-east-1"
 # As the service's client sends them (sqs_wire._STATIC_HEADERS).

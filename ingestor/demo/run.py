@@ -39,7 +39,7 @@ from ingestor.sink.isolation import split_outcomes, vault_entries
 from ingestor.sink.postgres import PostgresSink, connect
 from ingestor.sink.queries import query
 from ingestor.source.acks import Acknowledger
-from ingestor.source.sqs import create_queue, sqs_client
+from ingestor.source.sqs import SqsQueue, create_queue, sqs_client
 from ingestor.transform.rules import app_version_text
 from ingestor.transform.transformer import Transformer
 
@@ -143,11 +143,10 @@ async def _seed(settings: Settings, bodies: list[str], first: int = 0) -> Settin
     crashed consumer, and then again in one batch) and its one row is replaced once."""
     async with sqs_client(settings.region, settings.sqs_endpoint_url) as client:
         url = await create_queue(client, "login-queue", {"VisibilityTimeout": "60"})
-        settings = settings.model_copy(update={"queue_url": url})
-    async with open_queue(settings) as queue:
+        queue = SqsQueue(client, url)
         await queue.send(bodies[:first])
         await queue.send(bodies[first:])
-    return settings
+    return settings.model_copy(update={"queue_url": url})
 
 
 def _published_twice(events: Sequence[SyntheticEvent]) -> int:

@@ -74,8 +74,8 @@ async def observing(settings: Settings, hooks: Hooks) -> AsyncIterator[Telemetry
     async with AsyncExitStack() as stack:
         stack.push_async_callback(telemetry.close)
         if telemetry.metrics is not None:
-            # aiohttp's server side, imported only when it serves: a run with the port
-            # off (0) starts a few tens of milliseconds sooner.
+            # The server's module (and prometheus_client's exposition), imported only when
+            # it serves.
             from ingestor.observe.http import build_app, serving  # noqa: PLC0415
 
             app = build_app(telemetry.metrics.registry, telemetry.readiness)

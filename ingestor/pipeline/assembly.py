@@ -18,7 +18,8 @@ from ingestor.settings import Settings, env_name
 from ingestor.sink.postgres import close_pool, connect, create_pool
 from ingestor.sink.schema import migrate
 from ingestor.source.acks import DEFAULT_POLICY, AckPolicy
-from ingestor.source.sqs import SqsQueue, open_sqs
+from ingestor.source.aws import resolve_aws
+from ingestor.source.sqs_api import SqsApi
 from ingestor.source.sqs_wire import WireSqs, wire_session
 from ingestor.transform.masking import HmacMasker
 
@@ -29,15 +30,21 @@ log = logging.getLogger("ingestor")
 
 
 @asynccontextmanager
-async def open_queue(settings: Settings) -> AsyncIterator[SqsQueue]:
+async def open_queue(settings: Settings) -> AsyncIterator[SqsApi]:
+    """The queue, through the direct client (`sqs_wire`), or aiobotocore's when
+    INGESTOR_SQS_CLIENT=botocore (imported only then)."""
     settings.require("queue_url")
     assert settings.queue_url is not None
-    async with open_sqs(settings.region, settings.sqs_endpoint_url, connections(settings)) as aws:
-        if settings.sqs_client == "botocore":
+    region, endpoint, limit = settings.region, settings.sqs_endpoint_url, connections(settings)
+    if settings.sqs_client == "botocore":
+        from ingestor.source.sqs import SqsQueue, open_sqs  # noqa: PLC0415
+
+        async with open_sqs(region, endpoint, limit) as aws:
             yield SqsQueue(aws.client, settings.queue_url, aws.credentials)
-            return
-        async with wire_session(connections(settings)) as http:
-            yield WireSqs(aws, settings.queue_url, http)
+        return
+    resolved = await resolve_aws(region, endpoint, limit)
+    async with wire_session(limit) as http:
+        yield WireSqs(resolved, settings.queue_url, http)
 
 
 def connections(settings: Settings, policy: AckPolicy = DEFAULT_POLICY) -> int:
@@ -80,7 +87,7 @@ async def run_migrations(settings: Settings, hooks: Hooks | None = None) -> list
     return await observed("startup", attempt, RETRY_FOREVER, hooks or Hooks())
 
 
-def not_found(queue: SqsQueue, settings: Settings) -> QueueGone:
+def not_found(queue: SqsApi, settings: Settings) -> QueueGone:
     """The queue is not where the settings say, in plain words."""
     hint = settings.endpoint_hint() or f"check {env_name('queue_url')} and the region"
     return QueueGone(f"queue {queue.name} does not exist in {queue.region} ({queue.url}): {hint}")

@@ -29,7 +29,7 @@ from ingestor.ports import Hooks
 from ingestor.retry import RETRY_FOREVER, observed
 from ingestor.settings import Settings, env_name
 from ingestor.sink.postgres import PostgresSink, close_pool, connect, mapped_errors
-from ingestor.source.sqs import SqsQueue
+from ingestor.source.sqs_api import SqsApi
 from ingestor.transform.masking import HmacMasker
 from ingestor.transform.transformer import Transformer
 
@@ -100,7 +100,7 @@ async def run_service(settings: Settings, stop: asyncio.Event, hooks: Hooks) -> 
 
 
 async def _start(
-    settings: Settings, queue: SqsQueue, hooks: Hooks
+    settings: Settings, queue: SqsApi, hooks: Hooks
 ) -> tuple[QueueAttributes, asyncpg.Pool]:
     """The database made ready (migrations, the masking key's claim, then the pool) beside
     the queue's first answer: each side mostly waits on its own server, so they overlap.
@@ -136,7 +136,7 @@ async def _pool_after(
 
 async def _run_pipeline(
     settings: Settings,
-    queue: SqsQueue,
+    queue: SqsApi,
     pool: asyncpg.Pool,
     config: PipelineConfig,
     telemetry: Telemetry,
@@ -169,7 +169,7 @@ def _erasures(pool: Any, vault: VaultingMasker) -> Coroutine[Any, Any, None]:
     return follow_erasures(pool, vault)
 
 
-async def _queue_at_start(queue: SqsQueue, settings: Settings, hooks: Hooks) -> QueueAttributes:
+async def _queue_at_start(queue: SqsApi, settings: Settings, hooks: Hooks) -> QueueAttributes:
     if (hint := settings.endpoint_hint()) is not None:
         log.warning("%s", hint, extra={"event": "endpoint_hint"})
     try:
@@ -199,7 +199,7 @@ def in_force(settings: Settings, attributes: QueueAttributes) -> tuple[int, int 
     return seconds, sent
 
 
-async def drain_verdict(pipeline: Pipeline, queue: SqsQueue, stop: asyncio.Event) -> None:
+async def drain_verdict(pipeline: Pipeline, queue: SqsApi, stop: asyncio.Event) -> None:
     """In drain mode, raise `DrainIncomplete` unless the queue was left empty."""
     watch = pipeline.drain
     if watch is None:

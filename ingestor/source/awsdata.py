@@ -20,12 +20,12 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from aiobotocore.session import AioSession
 from botocore.exceptions import DataNotFoundError
 from botocore.loaders import JSONFileLoader, Loader
+from botocore.session import Session
 
 
-def model_loader(session: AioSession) -> ModelLoader:
+def model_loader(session: Session) -> ModelLoader:
     """A `ModelLoader` with the search path botocore's `create_loader` gives its own."""
     paths = session.get_config_variable("data_path")  # AWS_DATA_PATH
     if paths is None:

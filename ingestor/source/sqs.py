@@ -1,4 +1,6 @@
-"""The SQS boundary: an aiobotocore client behind the `QueueClient` seam.
+"""The SQS boundary through aiobotocore: the `INGESTOR_SQS_CLIENT=botocore` fallback, and
+the client that seeds queues (demo, tests, benchmarks). The service's own calls go
+through `sqs_wire.py`, which does not import aiobotocore.
 
 Each call is one SQS call (a batch call carries at most 10 entries); how many run at once
 and how they are retried is `acks.py`'s business. Every botocore, aiohttp or socket error
@@ -10,18 +12,39 @@ sees a library exception.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aiohttp
-import orjson
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingestor.errors import IngestorError, QueueError, QueueUnavailable, StaleCredentials
-from ingestor.models import EntryFailure, Envelope, QueueAttributes, QueueDepth
-from ingestor.source.aws import Aws, Credentials, open_aws
+from ingestor.models import EntryFailure, Envelope
+from ingestor.source.aws import (
+    Aws,
+    Credentials,
+    CredentialSource,
+    client_config,
+    identification,
+    loaded,
+    prepare,
+    region_of,
+    route_of,
+    settings_refused,
+    unloadable,
+)
+from ingestor.source.sqs_api import (
+    ATTRIBUTES,
+    SQS_BATCH,
+    SqsApi,
+    batch_entries,
+    entry_failures,
+    envelopes_from,
+    json_object,
+)
 from ingestor.source.sqs_errors import (
     MESSAGE_LIMIT,
     MalformedAnswer,
@@ -31,21 +54,15 @@ from ingestor.source.sqs_errors import (
 )
 from ingestor.terminal import printable
 
-SQS_BATCH = 10  # the API's limit for ReceiveMessage and every *Batch call
-ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"]
-DEPTH = [
-    "ApproximateNumberOfMessages",
-    "ApproximateNumberOfMessagesNotVisible",
-    "ApproximateNumberOfMessagesDelayed",
-]
 
-
-class SqsQueue:
+class SqsQueue(SqsApi):
     """One queue, through one aiobotocore client. Implements `QueueClient`."""
 
-    def __init__(self, client: Any, queue_url: str, credentials: Credentials | None = None) -> None:
+    def __init__(
+        self, client: Any, queue_url: str, credentials: CredentialSource | None = None
+    ) -> None:
+        super().__init__(queue_url)
         self._client = client
-        self.url = queue_url
         self._credentials = credentials
 
     async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
@@ -84,28 +101,7 @@ class SqsQueue:
 
     @property
     def region(self) -> str:
-        """The region the client signs for (and the queue is looked up in)."""
         return str(self._client.meta.region_name)
-
-    @property
-    def name(self) -> str:
-        return self.url.rstrip("/").rsplit("/", 1)[-1]
-
-    async def depths(self) -> QueueDepth:
-        """Messages waiting and messages in flight, in one GetQueueAttributes call."""
-        return depth_of(await self._attributes(DEPTH))
-
-    async def attributes(self) -> QueueAttributes:
-        """The depth and the queue's own VisibilityTimeout, in one call."""
-        counts = await self._attributes([*DEPTH, "VisibilityTimeout"])
-        try:
-            visibility = int(counts.get("VisibilityTimeout", 30))
-        except (TypeError, ValueError):
-            raise MalformedAnswer(
-                "SQS answered GetQueueAttributes with a VisibilityTimeout "
-                "that is not a number of seconds"
-            ) from None
-        return QueueAttributes(depth_of(counts), visibility)
 
     async def _attributes(self, names: list[str]) -> dict[str, str]:
         response = await self._call(
@@ -166,10 +162,38 @@ class SqsQueue:
 
 
 @asynccontextmanager
+async def open_aws(
+    region: str | None, endpoint_url: str | None, max_connections: int
+) -> AsyncIterator[Aws]:
+    """Resolve the credential chain once, create the aiobotocore SQS client, and work
+    out the route from it. No credentials at all is a `ConfigError` (exit 2)."""
+    with settings_refused():
+        session = prepare(get_session())
+    try:
+        resolved = await session.get_credentials()
+    except Exception as error:  # whatever the failing provider raised
+        raise unloadable(error) from None
+    credentials = loaded(resolved)
+    config = client_config(max_connections, identification(session), AioConfig)
+    async with AsyncExitStack() as stack:
+        with settings_refused():
+            client = await stack.enter_async_context(
+                session.create_client(
+                    "sqs",
+                    region_name=region_of(session, region),
+                    endpoint_url=endpoint_url,
+                    config=config,
+                )
+            )
+        route = await asyncio.to_thread(route_of, client, session)  # reads a CA bundle file
+        yield Aws(Credentials(credentials), route, client)
+
+
+@asynccontextmanager
 async def open_sqs(
     region: str | None, endpoint_url: str | None = None, max_connections: int = 32
 ) -> AsyncIterator[Aws]:
-    """The aiobotocore SQS client and what it resolved (`aws.open_aws`), made to refuse a
+    """The aiobotocore SQS client and what it resolved (`open_aws`), made to refuse a
     200 whose body is not a JSON object: botocore would read a body cut short as an empty
     answer, and a receive as "no messages"."""
     async with open_aws(region, endpoint_url, max_connections) as aws:
@@ -192,19 +216,6 @@ def _json_object_or_refuse(response_dict: dict[str, Any], operation_model: Any, 
         json_object(body, str(operation_model.name))
 
 
-def json_object(body: bytes, call: str) -> dict[str, Any]:
-    """The JSON object of a 200 answer, or `MalformedAnswer`."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise MalformedAnswer(
-            f"SQS answered {call} with a body that is not JSON ({len(body)} bytes; cut short?)"
-        ) from None
-    if not isinstance(value, dict):
-        raise MalformedAnswer(f"SQS answered {call} with JSON that is not an object")
-    return value
-
-
 async def create_queue(client: Any, name: str, attributes: dict[str, str] | None = None) -> str:
     """Create (or find) a queue and return its URL."""
     queue = SqsQueue(client, f"(new queue {name})")
@@ -212,63 +223,3 @@ async def create_queue(client: Any, name: str, attributes: dict[str, str] | None
         "CreateQueue", client.create_queue, QueueName=name, Attributes=attributes or {}
     )
     return str(response["QueueUrl"])
-
-
-def batch_entries(handles: Sequence[str], **extra: Any) -> list[dict[str, Any]]:
-    return [{"Id": str(i), "ReceiptHandle": handle, **extra} for i, handle in enumerate(handles)]
-
-
-def entry_failures(response: dict[str, Any], handles: Sequence[str]) -> tuple[EntryFailure, ...]:
-    """The failed entries of a *Batch answer, by receipt handle. An answer that does not
-    account for every entry sent (none, or others) is not an answer."""
-    try:
-        failed = list(response.get("Failed") or ())
-        done = {int(entry["Id"]) for entry in response.get("Successful") or ()}
-        failures = tuple(
-            EntryFailure(
-                handles[int(f["Id"])], str(f.get("Code", "unknown")), not f.get("SenderFault", True)
-            )
-            for f in failed
-        )
-        if done | {int(f["Id"]) for f in failed} != set(range(len(handles))):
-            raise ValueError("entries missing from the answer")
-    except (KeyError, ValueError, IndexError, TypeError, AttributeError):
-        raise MalformedAnswer(
-            "SQS answered a batch call without an outcome for each entry sent"
-        ) from None
-    return failures
-
-
-def envelopes_from(response: dict[str, Any]) -> list[Envelope]:
-    """The envelopes of a ReceiveMessage answer (either client's)."""
-    try:
-        return [envelope_from(message) for message in response.get("Messages", ())]
-    except (KeyError, ValueError, TypeError, AttributeError):
-        raise MalformedAnswer(
-            "SQS answered ReceiveMessage with a message that has no MessageId or ReceiptHandle"
-        ) from None
-
-
-def envelope_from(message: dict[str, Any]) -> Envelope:
-    """An `Envelope` from one message of a ReceiveMessage response."""
-    attributes = message.get("Attributes", {})
-    sent = attributes.get("SentTimestamp")
-    return Envelope(  # positional: one per message (message_id, receipt_handle, body, ...)
-        message["MessageId"],
-        message["ReceiptHandle"],
-        message.get("Body", ""),
-        # Real SQS always sends SentTimestamp; an emulator that does not gets receive time.
-        int(sent) if sent is not None else int(time.time() * 1000),
-        int(attributes.get("ApproximateReceiveCount", 1)),
-    )
-
-
-def depth_of(counts: dict[str, str]) -> QueueDepth:
-    try:
-        return QueueDepth(
-            int(counts["ApproximateNumberOfMessages"]),
-            int(counts["ApproximateNumberOfMessagesNotVisible"]),
-            int(counts.get("ApproximateNumberOfMessagesDelayed", 0)),
-        )
-    except (KeyError, TypeError, ValueError):
-        raise MalformedAnswer("SQS answered GetQueueAttributes without the counts") from None

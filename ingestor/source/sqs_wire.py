@@ -8,13 +8,12 @@ path (model-driven serialisation, the event system, the user-agent string, respo
 parsing), per call, on one core. Three calls with fixed shapes do not need it. Then half
 of what was left was aiohttp's request path, which `http1` replaces.
 
-What it must not do is decide anything aiobotocore decides: the endpoint, the region,
-the proxy, the CA bundle and the user agent come from the aiobotocore client
-(`aws.Route`), the credentials are the ones it resolved (`aws.Credentials`), and an
-error answer is read and classified as botocore reads it (`sqs_errors`). The queue's
-attributes (at start-up and the depth samples) come this way too: aiobotocore's HTTP
-session builds its TLS contexts on its first call (about 3% of a start-up's CPU
-samples), so a run makes none through it. Seeding stays on aiobotocore.
+What it must not do is decide anything botocore decides: the endpoint, the region, the
+proxy, the CA bundle and the user agent come from a botocore client (`aws.Route`), the
+credentials are the ones botocore resolved (`aws.ThreadedCredentials`), and an error
+answer is read and classified as botocore reads it (`sqs_errors`). The queue's
+attributes (at start-up and the depth samples) come this way too, so a run neither
+calls nor imports aiobotocore (`aws.py`: why). Seeding stays on aiobotocore.
 """
 
 from __future__ import annotations
@@ -28,13 +27,13 @@ import orjson
 
 from ingestor.errors import QueueError, QueueUnavailable, StaleCredentials
 from ingestor.models import EntryFailure, Envelope
-from ingestor.source.aws import Aws, Credentials, Route
+from ingestor.source.aws import CredentialSource, Resolved
 from ingestor.source.http1 import Pool, origin
 from ingestor.source.sigv4 import Signer
-from ingestor.source.sqs import (
+from ingestor.source.sqs_api import (
     ATTRIBUTES,
     SQS_BATCH,
-    SqsQueue,
+    SqsApi,
     batch_entries,
     entry_failures,
     envelopes_from,
@@ -50,23 +49,26 @@ _STATIC_HEADERS = {
 }
 
 
-class WireSqs(SqsQueue):
-    """`SqsQueue` with the service's calls spoken directly; implements `QueueClient`."""
+class WireSqs(SqsApi):
+    """The service's calls spoken directly; implements `QueueClient`."""
 
     def __init__(
         self,
-        aws: Aws,
+        aws: Resolved,
         queue_url: str,
         http: Pool,
         clock: Callable[[], float] = time.time,  # the signatures' (tests fix it)
     ) -> None:
-        super().__init__(aws.client, queue_url, aws.credentials)
-        self._wire_credentials: Credentials = aws.credentials
+        super().__init__(queue_url)
+        self._credentials: CredentialSource = aws.credentials
         self._http = http
-        self._route: Route = aws.route
-        self._signer = Signer(aws.route.url, aws.route.region, "sqs", _STATIC_HEADERS, clock)
-        route = aws.route
+        route = self._route = aws.route
+        self._signer = Signer(route.url, route.region, "sqs", _STATIC_HEADERS, clock)
         self._origin = origin(route.url, route.tls, route.proxy, route.proxy_headers)
+
+    @property
+    def region(self) -> str:
+        return self._route.region
 
     async def receive(self, wait_seconds: int, visibility_timeout: int | None) -> list[Envelope]:
         payload: dict[str, Any] = {
@@ -101,7 +103,7 @@ class WireSqs(SqsQueue):
 
     async def _post(self, target: str, body: bytes) -> dict[str, Any]:
         """One call; every failure, signing included, mapped to the ingestor's errors."""
-        used = await self._wire_credentials.frozen()
+        used = await self._credentials.frozen()
         headers = self._signed(target, body, used)
         try:
             answer = await self._http.post(self._origin, headers, body)
@@ -118,7 +120,7 @@ class WireSqs(SqsQueue):
         code, message = parse_error(status, headers, data)
         mapped = classify(code, status, message, target, self.url)
         if isinstance(mapped, StaleCredentials):
-            await self._wire_credentials.refresh(used, mapped)
+            await self._credentials.refresh(used, mapped)
         return mapped
 
     def _signed(self, target: str, body: bytes, frozen: Any) -> dict[str, str]:

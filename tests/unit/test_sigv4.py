@@ -15,20 +15,19 @@ from unittest import mock
 
 import orjson
 import pytest
-from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import ReadOnlyCredentials
+from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
 from ingestor.errors import QueueUnavailable
 from ingestor.pipeline.assembly import open_queue
-from ingestor.source.aws import Aws, Credentials, Route
+from ingestor.source.aws import Resolved, Route, ThreadedCredentials
 from ingestor.source.http1 import Answer, Headers, Origin
 from ingestor.source.sigv4 import Signer
-from ingestor.source.sqs import ATTRIBUTES, DEPTH
+from ingestor.source.sqs_api import ATTRIBUTES, DEPTH
 from ingestor.source.sqs_wire import _STATIC_HEADERS, WireSqs
 from tests.conftest import queue_settings
 from tests.unit.test_sqs_parity import RECEIPT, SECRET, signing_server
@@ -99,7 +98,7 @@ def wire_client(
 ) -> tuple[WireSqs, Recorder]:
     route = Route(url=url, region=region, user_agent="Botocore/1.0 ingestor/test")
     http = Recorder(answer)
-    aws = Aws(client=None, credentials=Credentials(credentials), route=route)
+    aws = Resolved(credentials=ThreadedCredentials(credentials), route=route)
     return WireSqs(aws, QUEUE, http, clock), http  # type: ignore[arg-type]
 
 
@@ -127,7 +126,7 @@ async def test_every_call_is_signed_as_botocore_signs_it(
 ) -> None:
     url, region = ENDPOINTS[endpoint]
     operation, answer, make_call = CALLS[call]
-    resolved = AioCredentials("AKIDEXAMPLE", SECRET, TOKENS[token])
+    resolved = Credentials("AKIDEXAMPLE", SECRET, TOKENS[token])
     queue, http = wire_client(url, region, resolved, lambda: epoch(NOON), answer)
     # When the direct client makes the call
     await make_call(queue)
@@ -144,7 +143,7 @@ async def test_every_call_is_signed_as_botocore_signs_it(
 async def test_the_calls_bodies_are_what_sqs_expects() -> None:
     """The bodies signed above are the calls' own (a check of the recorder)."""
     answer = b'{"Successful": [{"Id": "0"}, {"Id": "1"}, {"Id": "2"}]}'
-    resolved = AioCredentials("AKIDEXAMPLE", SECRET)
+    resolved = Credentials("AKIDEXAMPLE", SECRET)
     queue, http = wire_client(*ENDPOINTS["aws"], resolved, lambda: epoch(NOON), answer)
     await queue.receive(20, None)
     await queue.delete_batch(HANDLES)
@@ -163,7 +162,7 @@ async def test_a_calls_body_is_no_larger_in_memory_than_its_bytes(call: str) -> 
     # A body lasts its whole call, and hundreds of calls are in flight at 256 receivers:
     # orjson's own result would keep the 4 KiB it wrote into for each.
     _, answer, make_call = CALLS[call]
-    resolved = AioCredentials("AKIDEXAMPLE", SECRET)
+    resolved = Credentials("AKIDEXAMPLE", SECRET)
     queue, http = wire_client(*ENDPOINTS["aws"], resolved, lambda: epoch(NOON), answer)
     tracemalloc.start()
     try:
@@ -288,7 +287,7 @@ async def test_refreshed_credentials_sign_the_next_call() -> None:
     # Given credentials within botocore's mandatory refresh window (they expire in 5 min)
     issued: list[str] = []
 
-    async def refresh() -> dict[str, str]:
+    def refresh() -> dict[str, str]:
         issued.append(f"AKIDNEW{len(issued)}")
         expires = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
         return {
@@ -299,7 +298,7 @@ async def test_refreshed_credentials_sign_the_next_call() -> None:
         }
 
     soon = datetime.datetime.now(UTC) + datetime.timedelta(minutes=5)
-    resolved = AioRefreshableCredentials("AKIDOLD", "old secret", "old token", soon, refresh, "t")
+    resolved = RefreshableCredentials("AKIDOLD", "old secret", "old token", soon, refresh, "t")
     queue, http = wire_client(*ENDPOINTS["aws"], resolved, lambda: epoch(NOON), b"{}")
     # When the direct client receives, then it signed with the refreshed credentials
     await queue.receive(20, None)
@@ -313,11 +312,11 @@ async def test_refreshed_credentials_sign_the_next_call() -> None:
 
 async def test_credentials_that_cannot_be_refreshed_are_a_retried_queue_error() -> None:
     # Given credentials that have expired and a provider that is down
-    async def refresh() -> dict[str, str]:
+    def refresh() -> dict[str, str]:
         raise OSError("the identity provider is down")
 
     past = datetime.datetime.now(UTC) - datetime.timedelta(minutes=1)
-    resolved = AioRefreshableCredentials("AKIDOLD", "old", "old", past, refresh, "test")
+    resolved = RefreshableCredentials("AKIDOLD", "old", "old", past, refresh, "test")
     queue, http = wire_client(*ENDPOINTS["aws"], resolved, lambda: epoch(NOON), b"{}")
     # When a receive needs them, then it fails as a retry and nothing was sent
     with pytest.raises(QueueUnavailable, match="credentials could not be refreshed"):

@@ -120,4 +120,4 @@ async def test_both_clients_identify_as_ingestor_and_as_botocore(client: str, se
     headers = sent.requests[-1][1]
     agent = str(headers["User-Agent"])
     assert f"ingestor/{__version__}" in agent
-    assert "botocore/" in agent
+    assert "botocore/" in agent.lower()  # "Botocore/1.x", or aiobotocore's "botocore/1.x"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -139,12 +139,13 @@ async def test_a_run_on_the_wire_client_neither_imports_nor_calls_aiobotocore(
     # start-up, and aiohttp's server another third; a run on the direct client, metrics
     # server included, needs neither. (A subprocess: this one has both loaded already.)
     await sqs_queue.send(['{"user_id": "u"}'])
-    done = subprocess.run(
-        [sys.executable, "-c", WIRE_RUN, sqs_queue.url, sqs_endpoint],
-        capture_output=True, text=True, timeout=60, check=False,
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WIRE_RUN, sqs_queue.url, sqs_endpoint,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["neither"]
+    out, err = await asyncio.wait_for(child.communicate(), timeout=60)
+    assert child.returncode == 0, err.decode()[-2000:]
+    assert out.decode().split() == ["neither"]
     assert (await sqs_queue.depths()).visible == 0  # the calls did what they say
     assert (await sqs_queue.depths()).in_flight == 0
 

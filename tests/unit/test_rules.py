@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ingestor.transform.rules import (
     Invalid,
+    TextRule,
     app_version_number,
     app_version_text,
     create_date,
@@ -175,3 +176,22 @@ def test_reasons_never_quote_pii(field: str) -> None:
     with pytest.raises(Invalid) as raised:
         validate({**VALID, field: secret})
     assert secret not in raised.value.reason
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.text(st.characters(codec="utf-8"), min_size=30, max_size=34),
+        st.text(st.sampled_from("a \t\n\x00\x1f\x7f\x80\x9f\xa0\u2028\u200b\ud800é"), max_size=8),
+    )
+)
+def test_a_text_rule_accepts_exactly_what_it_states(value: str) -> None:
+    # 1 to `limit` characters, none of them a control character (C0 or DEL): whichever
+    # path the rule takes (printable text at once, other text by its pattern)
+    rule = TextRule("locale", 32)
+    stated = 1 <= len(value) <= 32 and not any(c < " " or c == "\x7f" for c in value)
+    try:
+        accepted = rule.checked(value) == value
+    except Invalid:
+        accepted = False
+    assert accepted == stated

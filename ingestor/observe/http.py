@@ -139,8 +139,12 @@ class _Server:
 
 
 def _path(target: bytes) -> str:
-    """The path of a request target, in origin form or absolute form, percent-decoded."""
-    return unquote(urlsplit(target.decode("latin-1")).path)
+    """The path of a request target, in origin form or absolute form, percent-decoded
+    ("" for a target that is not a URL: no route has it)."""
+    try:
+        return unquote(urlsplit(target.decode("latin-1")).path)
+    except ValueError:  # an absolute form with a broken host ("http://[::1/")
+        return ""
 
 
 async def _request_line(reader: asyncio.StreamReader) -> bytes | None:
@@ -150,8 +154,10 @@ async def _request_line(reader: asyncio.StreamReader) -> bytes | None:
     async with asyncio.timeout(HEAD_TIMEOUT):
         while True:
             line = await _line(reader)
-            size += HEAD_LIMIT + 1 if line is None else len(line)
-            if line is None or size > HEAD_LIMIT:
+            if line is None:
+                return None
+            size += len(line)
+            if size > HEAD_LIMIT:
                 return None
             if first is None:
                 first = line

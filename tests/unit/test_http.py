@@ -105,10 +105,11 @@ async def port() -> AsyncIterator[int]:
         (b"GET /healthz HTTP/1.1\nHost: x\n\n", b"HTTP/1.1 200 OK"),
         (b"GET /healthz HTTP/1.9x\r\n\r\n", b"HTTP/1.1 400 "),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"HTTP/1.1 400 "),
+        (b"GET http://[::1/healthz HTTP/1.1\r\n\r\n", b"HTTP/1.1 404 "),
     ],
     ids=["get", "query, HTTP/1.0", "post", "unknown path", "no version", "tls hello",
          "head too large", "failing route", "absolute form", "percent-encoded", "bare LF",
-         "HTTP/1.9x", "HTTP/2 preface"],
+         "HTTP/1.9x", "HTTP/2 preface", "broken host"],
 )  # fmt: skip
 async def test_each_request_gets_one_whole_answer_and_the_connection_closes(
     port: int, request_bytes: bytes, status_line: bytes

@@ -6,20 +6,24 @@ peak RSS. Settings from the environment."""
 
 from __future__ import annotations
 
-import asyncio
-import resource
-import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from ingestor.cli import collector
 
-import orjson
+collector.pause()  # before the imports, as `python -m ingestor` does (collector.py)
 
-from ingestor.cli.runtime import run_async
-from ingestor.models import Processed, SqsBatchResult
-from ingestor.pipeline.service import run_service
-from ingestor.ports import Hooks
-from ingestor.settings import load_settings
+import asyncio  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import orjson  # noqa: E402
+
+from ingestor.cli.runtime import run_async  # noqa: E402
+from ingestor.models import Processed, SqsBatchResult  # noqa: E402
+from ingestor.pipeline.service import run_service  # noqa: E402
+from ingestor.ports import Hooks  # noqa: E402
+from ingestor.settings import load_settings  # noqa: E402
 
 
 class Clock(Hooks):

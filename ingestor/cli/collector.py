@@ -27,7 +27,9 @@ ones, and a walk through all of them held the loop for up to 45 ms: a sixth of t
 process's CPU, and receives that came back late. So `resume` also raises that threshold
 to `YOUNG`: the same run then collected nothing at all, and at 256 receivers a few times a
 second, each in about a millisecond. Garbage in a cycle (rare here) is still found, after
-`YOUNG` allocations rather than 700: a few megabytes at most.
+`YOUNG` allocations rather than 700: 9 MB more at the peak in a loop that made nothing
+but cyclic garbage (an exception kept with its traceback, and two objects pointing at
+each other, two million times).
 """
 
 from __future__ import annotations

@@ -17,19 +17,20 @@ objects, under a megabyte) stay for the life of the process. Reference counting 
 everything else as usual, and the exit still runs every atexit handler, flushes and
 closes the log handlers, and joins threads: only the collector's walks are skipped.
 
-While the service runs, messages are in flight for a fraction of a second each: received,
-transformed, batched, committed, deleted. Each leaves a few containers the collector
-tracks (its envelope, its outcome, the row), and reference counting frees them all; none
-is part of a cycle. At the default threshold (a collection of the youngest objects after
-every 700 allocations more than frees) the collector walked them some 170 times a second
-at 128 receivers against the SQS double, every tenth walk went on through the older
-ones, and a walk through all of them held the loop for up to 45 ms: a sixth of the
-process's CPU, and receives that came back late. So `resume` also raises that threshold
-to `YOUNG`: the same run then collected nothing at all, and at 256 receivers a few times a
-second, each in about a millisecond. Garbage in a cycle (rare here) is still found, after
-`YOUNG` allocations rather than 700: 9 MB more at the peak in a loop that made nothing
-but cyclic garbage (an exception kept with its traceback, and two objects pointing at
-each other, two million times).
+While the service runs, messages are in flight for a fraction of a second each:
+received, transformed, batched, committed, deleted. Each leaves a few containers the
+collector tracks (its envelope, its outcome, the row), and reference counting frees them
+all; none is part of a cycle. At the default threshold (a collection of the youngest
+objects after every 700 allocations more than frees) the collector walked them some 170
+times a second at 128 receivers against the SQS double, and every tenth walk went on
+through the older ones: a sixth of the process's CPU, walks through all of them that
+held the loop for up to 11 ms (45 ms without start-up's objects frozen), and receives
+that came back late. So `resume` also raises that threshold to `YOUNG`: the same run
+then collected nothing at all, and at 256 receivers a few times a second, each in about
+a millisecond. Garbage in a cycle (rare here) is still found, after `YOUNG` allocations
+rather than 700: 9 MB more at the peak in a loop that made nothing but cyclic garbage
+(an exception kept with its traceback, and two objects pointing at each other, two
+million times).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def _for_the_service() -> None:
 @contextlib.contextmanager
 def as_in_the_service() -> Iterator[None]:
     """The collector as `resume` leaves it for the service, for a program that runs the
-    pipeline in its own process (a benchmark); as it was again afterwards."""
+    pipeline in its own process (a benchmark); afterwards, its threshold as it was and
+    nothing frozen."""
     before = gc.get_threshold()
     _for_the_service()
     try:
